@@ -1,0 +1,215 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MergeCase is what a MergeRule sees of a key that both sides of a merge changed.
+// Base, Ours and Theirs are nil where the key is absent on that side (an empty value is
+// non-nil). Ours is the branch merged into; OursTime and TheirsTime are the two head commits' times.
+type MergeCase struct {
+	Key                  string
+	Base, Ours, Theirs   []byte
+	OursTime, TheirsTime time.Time
+}
+
+// A MergeRule resolves a key both sides changed differently. It returns the merged value,
+// nil to delete the key, or an error wrapping ErrConflict to leave it a conflict.
+type MergeRule func(MergeCase) ([]byte, error)
+
+// MergeRules choose a rule by key pattern (path.Match syntax, e.g. "*/flags" or
+// "INBOX/*"); the first matching pattern wins. Keys no pattern matches are conflicts.
+type MergeRules []PatternRule
+
+// PatternRule is one pattern and its rule.
+type PatternRule struct {
+	Pattern string
+	Rule    MergeRule
+}
+
+// For returns the rule for key, or nil.
+func (rs MergeRules) For(key string) MergeRule {
+	for _, r := range rs {
+		if ok, _ := path.Match(r.Pattern, key); ok {
+			return r.Rule
+		}
+	}
+	return nil
+}
+
+// LastWriterWins takes the side whose head commit is newer (ours on a tie).
+func LastWriterWins(c MergeCase) ([]byte, error) {
+	if c.TheirsTime.After(c.OursTime) {
+		return c.Theirs, nil
+	}
+	return c.Ours, nil
+}
+
+// UnionLines merges values that are sets of lines (such as IMAP flags): the result has every
+// line either side added and none that either side removed, relative to the base, sorted.
+// A side that deleted the key counts as removing all of its lines; the key is deleted only
+// when the result is empty and a side deleted it.
+func UnionLines(c MergeCase) ([]byte, error) {
+	base, ours, theirs := lineSet(c.Base), lineSet(c.Ours), lineSet(c.Theirs)
+	out := map[string]bool{}
+	for l := range ours {
+		if theirs[l] || !base[l] {
+			out[l] = true
+		}
+	}
+	for l := range theirs {
+		if ours[l] || !base[l] {
+			out[l] = true
+		}
+	}
+	if len(out) == 0 && (c.Ours == nil || c.Theirs == nil) {
+		return nil, nil
+	}
+	lines := make([]string, 0, len(out))
+	for l := range out {
+		lines = append(lines, l)
+	}
+	slices.Sort(lines)
+	var b bytes.Buffer
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), nil
+}
+
+func lineSet(v []byte) map[string]bool {
+	m := map[string]bool{}
+	for l := range strings.SplitSeq(string(v), "\n") {
+		if l = strings.TrimRight(l, "\r"); l != "" {
+			m[l] = true
+		}
+	}
+	return m
+}
+
+// MergeConflictError lists the keys a merge could not resolve. It matches ErrConflict.
+type MergeConflictError struct {
+	Keys []string
+}
+
+func (e *MergeConflictError) Error() string {
+	keys := e.Keys
+	more := ""
+	if len(keys) > 10 {
+		keys, more = keys[:10], fmt.Sprintf(" and %d more", len(e.Keys)-10)
+	}
+	return fmt.Sprintf("store: merge conflict in %s%s", strings.Join(keys, ", "), more)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *MergeConflictError) Is(target error) bool { return target == ErrConflict }
+
+// MergeInput is what Merge3 needs: the three trees as key → version maps, a way to load a
+// value by version, the rules and the two sides' head times.
+type MergeInput struct {
+	Base, Ours, Theirs   map[string]Hash
+	Load                 func(Hash) ([]byte, error)
+	Rules                MergeRules
+	OursTime, TheirsTime time.Time
+}
+
+// Merge3 computes the operations that turn Ours into the merged tree. Identical sides
+// take it; a side that alone changed a key wins; keys both changed differently go to the
+// rule for the key, and those without a rule (or whose rule refuses) make a
+// *MergeConflictError. Keys in the result are sorted. Implementations of Merger share it.
+func Merge3(in MergeInput) ([]Op, error) {
+	keys := map[string]bool{}
+	for _, m := range []map[string]Hash{in.Base, in.Ours, in.Theirs} {
+		for k := range m {
+			keys[k] = true
+		}
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.Sort(sorted)
+	var ops []Op
+	var conflicts []string
+	for _, k := range sorted {
+		b, o, t := in.Base[k], in.Ours[k], in.Theirs[k]
+		switch {
+		case o == t, t == b:
+			continue // same on both sides, or only ours changed
+		case o == b: // only theirs changed
+			if t == "" {
+				ops = append(ops, Op{Key: k, Delete: true})
+			} else {
+				ops = append(ops, Op{Key: k, Copy: t})
+			}
+			continue
+		}
+		rule := in.Rules.For(k)
+		if rule == nil {
+			conflicts = append(conflicts, k)
+			continue
+		}
+		c := MergeCase{Key: k, OursTime: in.OursTime, TheirsTime: in.TheirsTime}
+		var err error
+		for _, side := range []struct {
+			v   Hash
+			dst *[]byte
+		}{{b, &c.Base}, {o, &c.Ours}, {t, &c.Theirs}} {
+			if side.v == "" {
+				continue
+			}
+			if *side.dst, err = in.Load(side.v); err != nil {
+				return nil, fmt.Errorf("store: merge %q: %w", k, err)
+			}
+			if *side.dst == nil {
+				*side.dst = []byte{}
+			}
+		}
+		v, err := rule(c)
+		if errors.Is(err, ErrConflict) {
+			conflicts = append(conflicts, k)
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("store: merge %q: %w", k, err)
+		}
+		switch {
+		case v == nil && o != "":
+			ops = append(ops, Op{Key: k, Delete: true})
+		case v != nil && BlobHash(v) != o:
+			ops = append(ops, Op{Key: k, Value: v})
+		}
+	}
+	if len(conflicts) > 0 {
+		return nil, &MergeConflictError{Keys: conflicts}
+	}
+	return ops, nil
+}
+
+// DiffMaps compares two key → version maps (restricted to prefix) the way Historian.Diff does.
+func DiffMaps(from, to map[string]Hash, prefix string) []Diff {
+	var out []Diff
+	for k, v := range from {
+		if !UnderPrefix(k, prefix) {
+			continue
+		}
+		if w, ok := to[k]; !ok {
+			out = append(out, Diff{Key: k, Kind: Deleted, Old: v})
+		} else if w != v {
+			out = append(out, Diff{Key: k, Kind: Modified, Old: v, New: w})
+		}
+	}
+	for k, w := range to {
+		if _, ok := from[k]; !ok && UnderPrefix(k, prefix) {
+			out = append(out, Diff{Key: k, Kind: Added, New: w})
+		}
+	}
+	slices.SortFunc(out, func(a, b Diff) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
