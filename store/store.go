@@ -246,3 +246,23 @@ type Store interface {
 	// Close releases the store. Blocked calls return ErrClosed.
 	Close() error
 }
+
+// PreconditionError reports a failed compare-and-swap: an Op's IfMatch (Key set) or a
+// Change's Parent (Key empty) did not hold. It matches ErrConflict; protocol edges map it
+// to "412 Precondition Failed".
+type PreconditionError struct {
+	Branch string
+	Key    string // "" when the branch head was compared
+	Want   Hash   // what the caller required (Missing: absent)
+	Have   Hash   // what was there (Missing: absent)
+}
+
+func (e *PreconditionError) Error() string {
+	if e.Key == "" {
+		return "store: branch " + e.Branch + ": head is " + string(e.Have) + ", not " + string(e.Want)
+	}
+	return "store: key " + e.Key + ": version is " + string(e.Have) + ", not " + string(e.Want)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *PreconditionError) Is(target error) bool { return target == ErrConflict }
