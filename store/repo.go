@@ -25,8 +25,8 @@ type Options struct {
 // use, and for use beside other processes and the git CLI on the same repository.
 type Repo struct {
 	Store // TEMPORARY: removed when the git implementation lands
-	dir  string
-	opts Options
+	dir   string
+	opts  Options
 }
 
 // Init creates a bare git repository at dir with an initial empty commit on DefaultBranch
@@ -39,4 +39,3 @@ func Init(dir string, opts *Options) (*Repo, error) {
 func Open(dir string, opts *Options) (*Repo, error) {
 	return nil, errors.New("store: not implemented yet")
 }
-
