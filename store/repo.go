@@ -1,9 +1,22 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/golang/groupcache/lru"
 )
 
 // Options configure a Repo. The zero value is usable.
@@ -24,18 +37,641 @@ type Options struct {
 // Repo is a versioned store in one bare git repository on disk. It is safe for concurrent
 // use, and for use beside other processes and the git CLI on the same repository.
 type Repo struct {
-	Store // TEMPORARY: removed when the git implementation lands
-	dir   string
-	opts  Options
+	dir  string
+	opts Options
+	log  *slog.Logger
+	db   *odb
+	hist *historyIndex
+
+	cacheMu sync.Mutex
+	trees   *lru.Cache // plumbing.Hash → []treeEntry
+	commits *lru.Cache // plumbing.Hash → *commitInfo
+
+	reqs   chan *request
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
+
+	watch watchers
 }
+
+// commitInfo is a decoded commit.
+type commitInfo struct {
+	Commit
+	tree plumbing.Hash
+}
+
+var _ Store = (*Repo)(nil)
 
 // Init creates a bare git repository at dir with an initial empty commit on DefaultBranch
-// and opens it. It fails if dir already holds a repository.
+// and opens it. It fails with ErrConflict if dir already exists. The repository appears
+// at dir atomically: it is built in a temporary directory beside it and renamed.
 func Init(dir string, opts *Options) (*Repo, error) {
-	return nil, errors.New("store: not implemented yet")
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("store: init %s: %w: it exists", dir, ErrConflict)
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".init-"+filepath.Base(dir)+"-")
+	if err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", dir, err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, d := range []string{"objects/pack", "objects/info", "refs/heads", "refs/tags", "hearth"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+			return nil, fmt.Errorf("store: init %s: %w", dir, err)
+		}
+	}
+	files := map[string]string{
+		"HEAD":        "ref: refs/heads/" + DefaultBranch + "\n",
+		"config":      "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n",
+		"description": "Hearth store repository\n",
+	}
+	for name, content := range files {
+		if err := writeFileSync(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
+			return nil, fmt.Errorf("store: init %s: %w", dir, err)
+		}
+	}
+	r, err := open(tmp, opts)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now().Truncate(time.Second)
+	first, err := r.writeCommit(nil, emptyTree.hash, []plumbing.Hash{}, Signature{Name: "hearth", Email: "hearth@localhost"}, "Initial commit", now, []rawObject{emptyTree})
+	if err == nil {
+		var l *refLock
+		if l, err = r.lockRef(DefaultBranch); err == nil {
+			err = l.commit(Hash(first.String()))
+		}
+	}
+	r.Close()
+	if err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", dir, err)
+	}
+	for _, d := range []string{"refs/heads", "refs", "objects", "."} {
+		if err := syncDir(filepath.Join(tmp, d)); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("store: init %s: %w", dir, err)
+	}
+	if err := syncDir(parent); err != nil {
+		return nil, err
+	}
+	return Open(dir, opts)
 }
 
-// Open opens the existing git repository at dir.
+// Open opens the existing git repository at dir. ErrNotFound if there is none.
 func Open(dir string, opts *Options) (*Repo, error) {
-	return nil, errors.New("store: not implemented yet")
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: open %s: %w", dir, ErrNotFound)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	r, err := open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.hist.load(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func open(dir string, opts *Options) (*Repo, error) {
+	r := &Repo{dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{})}
+	if opts != nil {
+		r.opts = *opts
+	}
+	r.log = r.opts.Logger
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.opts.MaxValueSize <= 0 {
+		r.opts.MaxValueSize = MaxValueSize
+	}
+	if r.opts.PollInterval <= 0 {
+		r.opts.PollInterval = 500 * time.Millisecond
+	}
+	db, err := openODB(dir)
+	if err != nil {
+		return nil, err
+	}
+	r.db = db
+	r.trees = lru.New(4096)
+	r.commits = lru.New(4096)
+	r.hist = newHistoryIndex(r)
+	r.watch.r = r
+	r.wg.Add(1)
+	go r.writer()
+	return r, nil
+}
+
+// Dir returns the repository's git directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// Close stops the writer and the watchers. Calls after it return ErrClosed.
+func (r *Repo) Close() error {
+	r.once.Do(func() {
+		r.closed.Store(true)
+		close(r.done)
+		r.wg.Wait()
+		r.watch.closeAll()
+		r.hist.close()
+		r.db.close()
+	})
+	return nil
+}
+
+func (r *Repo) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
+}
+
+func (r *Repo) check() error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// ---- reading ----
+
+func toHash(h plumbing.Hash) Hash { return Hash(h.String()) }
+
+// resolve turns a revision into a commit hash.
+func (r *Repo) resolve(rev string) (plumbing.Hash, error) {
+	if err := r.check(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := CheckRev(rev); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if rev == "" {
+		rev = DefaultBranch
+	}
+	if IsHash(rev) {
+		h := plumbing.NewHash(rev)
+		if _, err := r.commit(h); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		return h, nil
+	}
+	h, err := r.readRef(rev)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return plumbing.NewHash(string(h)), nil
+}
+
+func (r *Repo) commit(h plumbing.Hash) (*commitInfo, error) {
+	r.cacheMu.Lock()
+	v, ok := r.commits.Get(h)
+	r.cacheMu.Unlock()
+	if ok {
+		return v.(*commitInfo), nil
+	}
+	o, err := r.db.object(h)
+	if err != nil {
+		return nil, fmt.Errorf("store: commit %s: %w", h, ErrNotFound)
+	}
+	if o.Type() != plumbing.CommitObject {
+		return nil, fmt.Errorf("store: %s is not a commit: %w", h, ErrNotFound)
+	}
+	var c object.Commit
+	if err := c.Decode(o); err != nil {
+		return nil, fmt.Errorf("store: commit %s: %w", h, err)
+	}
+	ci := &commitInfo{tree: c.TreeHash, Commit: Commit{
+		ID:      toHash(h),
+		Parents: make([]Hash, len(c.ParentHashes)),
+		Author:  Signature{Name: c.Author.Name, Email: c.Author.Email},
+		Message: c.Message,
+		Time:    c.Author.When.UTC(),
+	}}
+	for i, p := range c.ParentHashes {
+		ci.Parents[i] = toHash(p)
+	}
+	r.cacheMu.Lock()
+	r.commits.Add(h, ci)
+	r.cacheMu.Unlock()
+	return ci, nil
+}
+
+func (r *Repo) tree(h plumbing.Hash) ([]treeEntry, error) {
+	if h == emptyTree.hash {
+		return nil, nil
+	}
+	r.cacheMu.Lock()
+	v, ok := r.trees.Get(h)
+	r.cacheMu.Unlock()
+	if ok {
+		return v.([]treeEntry), nil
+	}
+	t, data, err := r.db.get(h)
+	if err != nil {
+		return nil, err
+	}
+	if t != plumbing.TreeObject {
+		return nil, fmt.Errorf("store: %s is not a tree", h)
+	}
+	entries, err := parseTree(data)
+	if err != nil {
+		return nil, err
+	}
+	r.cacheMu.Lock()
+	r.trees.Add(h, entries)
+	r.cacheMu.Unlock()
+	return entries, nil
+}
+
+// lookup finds path in the tree root: the entry, or ok false.
+func (r *Repo) lookup(root plumbing.Hash, path string) (treeEntry, bool, error) {
+	e := treeEntry{mode: 0o040000, hash: root}
+	for seg := range strings.SplitSeq(path, "/") {
+		if !e.isDir() {
+			return treeEntry{}, false, nil
+		}
+		entries, err := r.tree(e.hash)
+		if err != nil {
+			return treeEntry{}, false, err
+		}
+		found := false
+		for _, c := range entries {
+			if c.name == seg {
+				e, found = c, true
+				break
+			}
+		}
+		if !found {
+			return treeEntry{}, false, nil
+		}
+	}
+	return e, true, nil
+}
+
+// walk calls fn for every blob below the tree h, whose path is prefix.
+func (r *Repo) walk(h plumbing.Hash, prefix string, fn func(key string, e treeEntry) error) error {
+	entries, err := r.tree(h)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		key := e.name
+		if prefix != "" {
+			key = prefix + "/" + e.name
+		}
+		switch {
+		case e.isDir():
+			if err := r.walk(e.hash, key, fn); err != nil {
+				return err
+			}
+		case e.isBlob():
+			if err := fn(key, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Repo) blobSize(h plumbing.Hash) (int64, error) {
+	o, err := r.db.object(h)
+	if err != nil {
+		return 0, err
+	}
+	return o.Size(), nil
+}
+
+// Get implements Reader.
+func (r *Repo) Get(ctx context.Context, rev, key string) ([]byte, Entry, error) {
+	e, err := r.stat(rev, key)
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	_, data, err := r.db.get(plumbing.NewHash(string(e.Version)))
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	e.Size = int64(len(data))
+	return data, e, nil
+}
+
+// Stat implements Reader.
+func (r *Repo) Stat(ctx context.Context, rev, key string) (Entry, error) {
+	e, err := r.stat(rev, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Size, err = r.blobSize(plumbing.NewHash(string(e.Version)))
+	if err != nil {
+		return Entry{}, fmt.Errorf("store: stat %q: %w", key, err)
+	}
+	return e, nil
+}
+
+func (r *Repo) stat(rev, key string) (Entry, error) {
+	if err := CheckKey(key); err != nil {
+		return Entry{}, err
+	}
+	h, err := r.resolve(rev)
+	if err != nil {
+		return Entry{}, err
+	}
+	c, err := r.commit(h)
+	if err != nil {
+		return Entry{}, err
+	}
+	e, ok, err := r.lookup(c.tree, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !ok || !e.isBlob() {
+		return Entry{}, fmt.Errorf("store: key %q: %w", key, ErrNotFound)
+	}
+	return Entry{Key: key, Version: toHash(e.hash)}, nil
+}
+
+// List implements Reader.
+func (r *Repo) List(ctx context.Context, rev, prefix string) ([]Entry, error) {
+	if err := CheckPrefix(prefix); err != nil {
+		return nil, err
+	}
+	h, err := r.resolve(rev)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.commit(h)
+	if err != nil {
+		return nil, err
+	}
+	out := []Entry{}
+	root := c.tree
+	if prefix != "" {
+		e, ok, err := r.lookup(root, prefix)
+		if err != nil || !ok {
+			return out, err
+		}
+		if e.isBlob() {
+			size, err := r.blobSize(e.hash)
+			if err != nil {
+				return nil, err
+			}
+			return []Entry{{Key: prefix, Version: toHash(e.hash), Size: size}}, nil
+		}
+		if !e.isDir() {
+			return out, nil
+		}
+		root = e.hash
+	}
+	err = r.walk(root, prefix, func(key string, e treeEntry) error {
+		size, err := r.blobSize(e.hash)
+		if err != nil {
+			return err
+		}
+		out = append(out, Entry{Key: key, Version: toHash(e.hash), Size: size})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Git orders a directory "a" as "a/", so walk order is not plain string order.
+	sortEntries(out)
+	return out, nil
+}
+
+// Resolve implements Reader.
+func (r *Repo) Resolve(ctx context.Context, rev string) (Hash, error) {
+	h, err := r.resolve(rev)
+	return toHash(h), err
+}
+
+// flatten returns every key below prefix in the tree of commit c.
+func (r *Repo) flatten(root plumbing.Hash, prefix string) (map[string]Hash, error) {
+	m := map[string]Hash{}
+	if prefix != "" {
+		e, ok, err := r.lookup(root, prefix)
+		if err != nil || !ok {
+			return m, err
+		}
+		if e.isBlob() {
+			m[prefix] = toHash(e.hash)
+			return m, nil
+		}
+		root = e.hash
+	}
+	err := r.walk(root, prefix, func(key string, e treeEntry) error {
+		m[key] = toHash(e.hash)
+		return nil
+	})
+	return m, err
+}
+
+// diffTrees lists the keys that differ between two trees, skipping equal subtrees.
+func (r *Repo) diffTrees(a, b plumbing.Hash, prefix string, out *[]Diff) error {
+	if a == b {
+		return nil
+	}
+	var ea, eb []treeEntry
+	var err error
+	if a != plumbing.ZeroHash {
+		if ea, err = r.tree(a); err != nil {
+			return err
+		}
+	}
+	if b != plumbing.ZeroHash {
+		if eb, err = r.tree(b); err != nil {
+			return err
+		}
+	}
+	ma := make(map[string]treeEntry, len(ea))
+	for _, e := range ea {
+		ma[e.name] = e
+	}
+	join := func(name string) string {
+		if prefix == "" {
+			return name
+		}
+		return prefix + "/" + name
+	}
+	seen := make(map[string]bool, len(eb))
+	for _, y := range eb {
+		seen[y.name] = true
+		x, ok := ma[y.name]
+		if ok && x.hash == y.hash && x.mode == y.mode {
+			continue
+		}
+		key := join(y.name)
+		var xa plumbing.Hash
+		if ok && x.isDir() {
+			xa = x.hash
+		}
+		if ok && x.isBlob() && !y.isBlob() {
+			*out = append(*out, Diff{Key: key, Kind: Deleted, Old: toHash(x.hash)})
+		}
+		switch {
+		case y.isDir():
+			if err := r.diffTrees(xa, y.hash, key, out); err != nil {
+				return err
+			}
+		case y.isBlob():
+			if ok && x.isBlob() {
+				if x.hash != y.hash {
+					*out = append(*out, Diff{Key: key, Kind: Modified, Old: toHash(x.hash), New: toHash(y.hash)})
+				}
+			} else {
+				*out = append(*out, Diff{Key: key, Kind: Added, New: toHash(y.hash)})
+			}
+		}
+		if ok && x.isDir() && !y.isDir() {
+			if err := r.diffTrees(x.hash, plumbing.ZeroHash, key, out); err != nil {
+				return err
+			}
+		}
+	}
+	for _, x := range ea {
+		if seen[x.name] {
+			continue
+		}
+		key := join(x.name)
+		switch {
+		case x.isDir():
+			if err := r.diffTrees(x.hash, plumbing.ZeroHash, key, out); err != nil {
+				return err
+			}
+		case x.isBlob():
+			*out = append(*out, Diff{Key: key, Kind: Deleted, Old: toHash(x.hash)})
+		}
+	}
+	return nil
+}
+
+// diffCommits lists the keys below prefix that differ between the trees of two commits
+// (a zero from: the empty tree), sorted by key.
+func (r *Repo) diffCommits(from, to plumbing.Hash, prefix string) ([]Diff, error) {
+	sub := func(c plumbing.Hash) (plumbing.Hash, bool, error) {
+		if c == plumbing.ZeroHash {
+			return plumbing.ZeroHash, false, nil
+		}
+		ci, err := r.commit(c)
+		if err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		if prefix == "" {
+			return ci.tree, false, nil
+		}
+		e, ok, err := r.lookup(ci.tree, prefix)
+		if err != nil || !ok {
+			return plumbing.ZeroHash, false, err
+		}
+		if e.isBlob() {
+			return e.hash, true, nil
+		}
+		if e.isDir() {
+			return e.hash, false, nil
+		}
+		return plumbing.ZeroHash, false, nil
+	}
+	a, aBlob, err := sub(from)
+	if err != nil {
+		return nil, err
+	}
+	b, bBlob, err := sub(to)
+	if err != nil {
+		return nil, err
+	}
+	var out []Diff
+	if aBlob || bBlob {
+		// prefix names a key on at least one side.
+		ma, mb := map[string]Hash{}, map[string]Hash{}
+		if aBlob {
+			ma[prefix] = toHash(a)
+		} else if a != plumbing.ZeroHash {
+			if ma, err = r.flatten(a, prefix); err != nil {
+				return nil, err
+			}
+		}
+		if bBlob {
+			mb[prefix] = toHash(b)
+		} else if b != plumbing.ZeroHash {
+			if mb, err = r.flatten(b, prefix); err != nil {
+				return nil, err
+			}
+		}
+		return DiffMaps(ma, mb, prefix), nil
+	}
+	if err := r.diffTrees(a, b, prefix, &out); err != nil {
+		return nil, err
+	}
+	sortDiffs(out)
+	return out, nil
+}
+
+// Diff implements Historian.
+func (r *Repo) Diff(ctx context.Context, from, to, prefix string) ([]Diff, error) {
+	if err := CheckPrefix(prefix); err != nil {
+		return nil, err
+	}
+	var a plumbing.Hash
+	if from != "" {
+		var err error
+		if a, err = r.resolve(from); err != nil {
+			return nil, err
+		}
+	}
+	b, err := r.resolve(to)
+	if err != nil {
+		return nil, err
+	}
+	out, err := r.diffCommits(a, b, prefix)
+	if out == nil && err == nil {
+		out = []Diff{}
+	}
+	return out, err
+}
+
+// ---- writing ----
+
+// writeCommit writes objs plus a commit object as one durable pack and returns the
+// commit's hash.
+func (r *Repo) writeCommit(_ *refLock, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string, when time.Time, objs []rawObject) (plumbing.Hash, error) {
+	sig := object.Signature{Name: author.Name, Email: author.Email, When: when.UTC()}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
+	mo := &plumbing.MemoryObject{}
+	if err := c.Encode(mo); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	var buf bytes.Buffer
+	rd, _ := mo.Reader()
+	buf.ReadFrom(rd)
+	co := newObject(plumbing.CommitObject, buf.Bytes())
+	objs = append(objs, co)
+	// Skip objects that already exist (a value stored before, a tree seen before).
+	fresh := objs[:0:0]
+	seen := map[plumbing.Hash]bool{}
+	for _, o := range objs {
+		if seen[o.hash] {
+			continue
+		}
+		seen[o.hash] = true
+		if o.typ != plumbing.CommitObject && r.db.hasCached(o.hash) {
+			continue
+		}
+		fresh = append(fresh, o)
+	}
+	if err := r.db.writePack(fresh, 1); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("store: write objects: %w", err)
+	}
+	return co.hash, nil
 }

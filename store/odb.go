@@ -1,0 +1,450 @@
+package store
+
+import (
+	"bytes"
+	"compress/zlib"
+	"crypto/sha1"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/objfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// odb is the object database of one git directory: the packs under objects/pack and the
+// loose objects under objects/xx. It reads with go-git's pack and object-file decoders and
+// writes each batch of new objects as one fsynced pack. It is safe for concurrent use
+// (go-git's own ObjectStorage is not, and does not notice packs added by other processes).
+type odb struct {
+	dir   string // the git directory
+	cache *cache.ObjectLRU
+
+	mu    sync.RWMutex
+	packs []*pack
+}
+
+// pack is one pack file with its index. go-git's Packfile is not safe for concurrent
+// use, so each has its own mutex.
+type pack struct {
+	name  string // pack-<hash>, without extension
+	idx   *idxfile.MemoryIndex
+	count int64
+	size  int64 // bytes of the .pack file
+
+	mu sync.Mutex
+	pf *packfile.Packfile
+}
+
+// rawObject is an object to write: its id, type and content.
+type rawObject struct {
+	hash plumbing.Hash
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+func hashObject(t plumbing.ObjectType, data []byte) plumbing.Hash {
+	h := sha1.New()
+	h.Write([]byte(t.String() + " " + strconv.Itoa(len(data)) + "\x00"))
+	h.Write(data)
+	var out plumbing.Hash
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+func newObject(t plumbing.ObjectType, data []byte) rawObject {
+	return rawObject{hash: hashObject(t, data), typ: t, data: data}
+}
+
+func openODB(dir string) (*odb, error) {
+	db := &odb{dir: dir, cache: cache.NewObjectLRU(16 * cache.MiByte)}
+	if err := db.rescan(); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *odb) packDir() string { return filepath.Join(db.dir, "objects", "pack") }
+
+// rescan opens packs that appeared on disk (written by another process or the git CLI)
+// and forgets packs that disappeared.
+func (db *odb) rescan() error {
+	names, err := filepath.Glob(filepath.Join(db.packDir(), "pack-*.idx"))
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	known := map[string]*pack{}
+	for _, p := range db.packs {
+		known[p.name] = p
+	}
+	var packs []*pack
+	for _, n := range names {
+		name := strings.TrimSuffix(filepath.Base(n), ".idx")
+		if p, ok := known[name]; ok {
+			packs = append(packs, p)
+			delete(known, name)
+			continue
+		}
+		p, err := openPack(db.packDir(), name, db.cache)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // idx without pack: being written or removed
+		}
+		if err != nil {
+			return fmt.Errorf("store: open %s: %w", name, err)
+		}
+		packs = append(packs, p)
+	}
+	for _, p := range known {
+		p.close()
+	}
+	// Largest first: most objects live in the big packs.
+	slices.SortFunc(packs, func(a, b *pack) int { return int(b.count - a.count) })
+	db.packs = packs
+	return nil
+}
+
+func openPack(dir, name string, c cache.Object) (*pack, error) {
+	f, err := os.Open(filepath.Join(dir, name+".idx"))
+	if err != nil {
+		return nil, err
+	}
+	idx := idxfile.NewMemoryIndex()
+	err = idxfile.NewDecoder(f).Decode(idx)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	pf, err := osfs.New(dir).Open(name + ".pack")
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(filepath.Join(dir, name+".pack"))
+	if err != nil {
+		pf.Close()
+		return nil, err
+	}
+	n, _ := idx.Count()
+	return &pack{name: name, idx: idx, count: n, size: st.Size(),
+		pf: packfile.NewPackfileWithCache(idx, nil, pf, c, 0)}, nil
+}
+
+func (p *pack) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pf != nil {
+		p.pf.Close()
+		p.pf = nil
+	}
+}
+
+func (p *pack) get(h plumbing.Hash) (plumbing.EncodedObject, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pf == nil {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	return p.pf.Get(h)
+}
+
+func (p *pack) has(h plumbing.Hash) bool {
+	ok, _ := p.idx.Contains(h)
+	return ok
+}
+
+func (db *odb) loosePath(h plumbing.Hash) string {
+	s := h.String()
+	return filepath.Join(db.dir, "objects", s[:2], s[2:])
+}
+
+// has reports whether the object exists.
+func (db *odb) has(h plumbing.Hash) bool {
+	if db.hasCached(h) {
+		return true
+	}
+	if _, err := os.Stat(db.loosePath(h)); err == nil {
+		return true
+	}
+	if db.rescan() == nil {
+		return db.hasCached(h)
+	}
+	return false
+}
+
+func (db *odb) hasCached(h plumbing.Hash) bool {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	for _, p := range db.packs {
+		if p.has(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns an object's type and content. ErrNotFound if it does not exist.
+func (db *odb) get(h plumbing.Hash) (plumbing.ObjectType, []byte, error) {
+	o, err := db.object(h)
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := readAll(o)
+	return o.Type(), data, err
+}
+
+func readAll(o plumbing.EncodedObject) ([]byte, error) {
+	r, err := o.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// object returns an object as go-git's EncodedObject.
+func (db *odb) object(h plumbing.Hash) (plumbing.EncodedObject, error) {
+	if o, ok := db.cache.Get(h); ok {
+		return o, nil
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		if o, err := db.fromPacks(h); err == nil {
+			return o, nil
+		} else if !errors.Is(err, plumbing.ErrObjectNotFound) {
+			return nil, err
+		}
+		if o, err := db.loose(h); err == nil {
+			db.cache.Put(o)
+			return o, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if err := db.rescan(); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("store: object %s: %w", h, ErrNotFound)
+}
+
+func (db *odb) fromPacks(h plumbing.Hash) (plumbing.EncodedObject, error) {
+	db.mu.RLock()
+	var p *pack
+	for _, q := range db.packs {
+		if q.has(h) {
+			p = q
+			break
+		}
+	}
+	db.mu.RUnlock()
+	if p == nil {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	o, err := p.get(h)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (db *odb) loose(h plumbing.Hash) (plumbing.EncodedObject, error) {
+	f, err := os.Open(db.loosePath(h))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := objfile.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("store: loose object %s: %w", h, err)
+	}
+	defer r.Close()
+	t, size, err := r.Header()
+	if err != nil {
+		return nil, fmt.Errorf("store: loose object %s: %w", h, err)
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(t)
+	o.SetSize(size)
+	if _, err := io.Copy(o, r); err != nil {
+		return nil, fmt.Errorf("store: loose object %s: %w", h, err)
+	}
+	if o.Hash() != h {
+		return nil, fmt.Errorf("store: loose object %s: hash mismatch", h)
+	}
+	return o, nil
+}
+
+// writePack writes objects as one pack plus index, fsyncs both and the pack directory,
+// and makes them readable. Objects that already exist are skipped by the caller.
+func (db *odb) writePack(objs []rawObject, level int) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	buf.WriteString("PACK")
+	binary.Write(&buf, binary.BigEndian, uint32(2))
+	binary.Write(&buf, binary.BigEndian, uint32(len(objs)))
+	iw := new(idxfile.Writer)
+	iw.OnHeader(uint32(len(objs)))
+	var zbuf bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&zbuf, level)
+	for _, o := range objs {
+		start := buf.Len()
+		writeObjHeader(&buf, o.typ, int64(len(o.data)))
+		zbuf.Reset()
+		zw.Reset(&zbuf)
+		zw.Write(o.data)
+		zw.Close()
+		buf.Write(zbuf.Bytes())
+		crc := crc32.ChecksumIEEE(buf.Bytes()[start:])
+		iw.Add(o.hash, uint64(start), crc)
+	}
+	sum := sha1.Sum(buf.Bytes())
+	buf.Write(sum[:])
+	var packHash plumbing.Hash
+	copy(packHash[:], sum[:])
+	if err := iw.OnFooter(packHash); err != nil {
+		return err
+	}
+	idx, err := iw.Index()
+	if err != nil {
+		return err
+	}
+	var ibuf bytes.Buffer
+	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
+		return err
+	}
+	name := "pack-" + hex.EncodeToString(sum[:])
+	dir := db.packDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// The pack goes in place first and the index last: readers find packs by their index.
+	if err := writeFileSync(filepath.Join(dir, name+".pack"), buf.Bytes(), 0o444); err != nil {
+		return err
+	}
+	if err := writeFileSync(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	p, err := openPack(dir, name, db.cache)
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	db.packs = append(db.packs, p)
+	db.mu.Unlock()
+	return nil
+}
+
+func writeObjHeader(w *bytes.Buffer, t plumbing.ObjectType, size int64) {
+	b := byte(t)<<4 | byte(size&0x0f)
+	size >>= 4
+	for size > 0 {
+		w.WriteByte(b | 0x80)
+		b = byte(size & 0x7f)
+		size >>= 7
+	}
+	w.WriteByte(b)
+}
+
+// writeFileSync writes data to path atomically and durably: a temporary file in the same
+// directory, fsynced, then renamed. The caller fsyncs the directory.
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, mode)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (db *odb) close() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for _, p := range db.packs {
+		p.close()
+	}
+	db.packs = nil
+}
+
+// storerAdapter exposes the odb read-only as go-git's EncodedObjectStorer, for go-git's
+// encoders and walkers (upload-pack, repacking).
+type storerAdapter struct{ db *odb }
+
+func (s storerAdapter) NewEncodedObject() plumbing.EncodedObject { return &plumbing.MemoryObject{} }
+func (s storerAdapter) SetEncodedObject(plumbing.EncodedObject) (plumbing.Hash, error) {
+	return plumbing.ZeroHash, errors.New("store: object storer is read-only")
+}
+func (s storerAdapter) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	o, err := s.db.object(h)
+	if err != nil {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	if t != plumbing.AnyObject && o.Type() != t {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	return o, nil
+}
+func (s storerAdapter) IterEncodedObjects(plumbing.ObjectType) (storer.EncodedObjectIter, error) {
+	return nil, errors.New("store: iterating all objects is not supported")
+}
+func (s storerAdapter) HasEncodedObject(h plumbing.Hash) error {
+	if s.db.has(h) {
+		return nil
+	}
+	return plumbing.ErrObjectNotFound
+}
+func (s storerAdapter) EncodedObjectSize(h plumbing.Hash) (int64, error) {
+	o, err := s.db.object(h)
+	if err != nil {
+		return 0, plumbing.ErrObjectNotFound
+	}
+	return o.Size(), nil
+}
+func (s storerAdapter) AddAlternate(string) error {
+	return errors.New("store: alternates are not supported")
+}
