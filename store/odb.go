@@ -106,6 +106,12 @@ func (db *odb) rescan() error {
 			continue // idx without pack: being written or removed
 		}
 		if err != nil {
+			// A crash can leave an index unwritten (only packs are fsynced): rebuild it.
+			if err = reindexPack(db.packDir(), name); err == nil {
+				p, err = openPack(db.packDir(), name, db.cache)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("store: open %s: %w", name, err)
 		}
 		packs = append(packs, p)
@@ -117,6 +123,31 @@ func (db *odb) rescan() error {
 	slices.SortFunc(packs, func(a, b *pack) int { return int(b.count - a.count) })
 	db.packs = packs
 	return nil
+}
+
+// reindexPack writes a pack's index again from the pack, as git index-pack does.
+func reindexPack(dir, name string) error {
+	data, err := os.ReadFile(filepath.Join(dir, name+".pack"))
+	if err != nil {
+		return err
+	}
+	iw := new(idxfile.Writer)
+	parser, err := packfile.NewParser(packfile.NewScanner(bytes.NewReader(data)), iw)
+	if err != nil {
+		return err
+	}
+	if _, err := parser.Parse(); err != nil {
+		return fmt.Errorf("pack damaged: %w", err)
+	}
+	idx, err := iw.Index()
+	if err != nil {
+		return err
+	}
+	var ibuf bytes.Buffer
+	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444)
 }
 
 func openPack(dir, name string, c cache.Object) (*pack, error) {
@@ -333,10 +364,11 @@ func (db *odb) writePack(objs []rawObject, level int) error {
 		return err
 	}
 	// The pack goes in place first and the index last: readers find packs by their index.
+	// Only the pack is fsynced: an index a crash damaged is rebuilt from its pack (rescan).
 	if err := writeFileSync(filepath.Join(dir, name+".pack"), buf.Bytes(), 0o444); err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444); err != nil {
+	if err := writeFile(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444, false); err != nil {
 		return err
 	}
 	if err := syncDir(dir); err != nil {
@@ -366,13 +398,17 @@ func writeObjHeader(w *bytes.Buffer, t plumbing.ObjectType, size int64) {
 // writeFileSync writes data to path atomically and durably: a temporary file in the same
 // directory, fsynced, then renamed. The caller fsyncs the directory.
 func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	return writeFile(path, data, mode, true)
+}
+
+func writeFile(path string, data []byte, mode os.FileMode, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -293,6 +293,12 @@ func (r *Repo) tree(h plumbing.Hash) ([]treeEntry, error) {
 	return entries, nil
 }
 
+func (r *Repo) cacheTree(h plumbing.Hash, entries []treeEntry) {
+	r.cacheMu.Lock()
+	r.trees.Add(h, entries)
+	r.cacheMu.Unlock()
+}
+
 // lookup finds path in the tree root: the entry, or ok false.
 func (r *Repo) lookup(root plumbing.Hash, path string) (treeEntry, bool, error) {
 	e := treeEntry{mode: 0o040000, hash: root}

@@ -248,6 +248,7 @@ func (t *mtree) encode(objs *[]rawObject) plumbing.Hash {
 	}
 	o := newObject(plumbing.TreeObject, encodeTree(entries))
 	*objs = append(*objs, o)
+	t.r.cacheTree(o.hash, entries) // the history index and watchers read it next
 	t.hash, t.dirty = o.hash, false
 	return o.hash
 }
