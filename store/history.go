@@ -551,6 +551,9 @@ func (r *Repo) Merge(ctx context.Context, m MergeRequest) (Commit, error) {
 	if err := CheckBranch(m.Into); err != nil {
 		return Commit{}, err
 	}
+	if err := CheckAuthor(m.Author, m.Message); err != nil {
+		return Commit{}, err
+	}
 	for {
 		into, err := r.resolve(m.Into)
 		if err != nil {

@@ -149,11 +149,8 @@ func CheckChange(c *Change, maxValue int64) error {
 	if len(c.Ops) > MaxOps {
 		return fmt.Errorf("store: %d operations, limit %d: %w", len(c.Ops), MaxOps, ErrTooLarge)
 	}
-	if len(c.Message) > MaxMessageLen {
-		return fmt.Errorf("store: message of %d bytes: %w", len(c.Message), ErrTooLarge)
-	}
-	if strings.ContainsRune(c.Message, 0) || strings.ContainsAny(c.Author.Name+c.Author.Email, "<>\n\x00") {
-		return fmt.Errorf("store: author or message: %w: NUL, newline or angle bracket", ErrInvalid)
+	if err := CheckAuthor(c.Author, c.Message); err != nil {
+		return err
 	}
 	seen := make(map[string]bool, len(c.Ops))
 	for i := range c.Ops {
@@ -182,6 +179,18 @@ func CheckChange(c *Change, maxValue int64) error {
 				return fmt.Errorf("store: %q and %q in one change: %w", k[:i], k, ErrConflict)
 			}
 		}
+	}
+	return nil
+}
+
+// CheckAuthor validates a commit's author and message: a message of at most MaxMessageLen
+// bytes without NUL, an author without NUL, newlines or angle brackets.
+func CheckAuthor(a Signature, message string) error {
+	if len(message) > MaxMessageLen {
+		return fmt.Errorf("store: message of %d bytes: %w", len(message), ErrTooLarge)
+	}
+	if strings.ContainsRune(message, 0) || strings.ContainsAny(a.Name+a.Email, "<>\n\x00") || len(a.Name)+len(a.Email) > 1024 {
+		return fmt.Errorf("store: author or message: %w: NUL, newline, angle bracket or too long", ErrInvalid)
 	}
 	return nil
 }

@@ -318,6 +318,9 @@ func (r *Repo) Revert(ctx context.Context, rv RevertRequest) (Commit, error) {
 	if err := CheckPrefix(rv.Prefix); err != nil {
 		return Commit{}, err
 	}
+	if err := CheckAuthor(rv.Author, rv.Message); err != nil {
+		return Commit{}, err
+	}
 	branch := rv.Branch
 	if branch == "" {
 		branch = DefaultBranch
