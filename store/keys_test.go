@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -83,4 +84,36 @@ func FuzzCheckBranch(f *testing.F) {
 			t.Fatalf("CheckBranch accepted %q", name)
 		}
 	})
+}
+
+func TestMergeRulesFor(t *testing.T) {
+	marker := func(n string) store.MergeRule {
+		return func(store.MergeCase) ([]byte, error) { return []byte(n), nil }
+	}
+	rules := store.MergeRules{{Pattern: "INBOX/*", Rule: marker("0")}, {Pattern: "flags", Rule: marker("1")}, {Pattern: "*.ics", Rule: marker("2")}}
+	for _, tc := range []struct {
+		key  string
+		want int // index of the rule, -1 for none
+	}{
+		{"INBOX/42", 0},
+		{"INBOX/42/flags", 1},
+		{"a/b/c/flags", 1},
+		{"flags", 1},
+		{"calendars/home/x.ics", 2},
+		{"INBOX", -1},
+		{"notflags", -1},
+	} {
+		got := "none"
+		if rule := rules.For(tc.key); rule != nil {
+			v, _ := rule(store.MergeCase{Key: tc.key})
+			got = string(v)
+		}
+		want := "none"
+		if tc.want >= 0 {
+			want = fmt.Sprint(tc.want)
+		}
+		if got != want {
+			t.Errorf("For(%q) chose rule %s, want %s", tc.key, got, want)
+		}
+	}
 }

@@ -23,8 +23,11 @@ type MergeCase struct {
 // nil to delete the key, or an error wrapping ErrConflict to leave it a conflict.
 type MergeRule func(MergeCase) ([]byte, error)
 
-// MergeRules choose a rule by key pattern (path.Match syntax, e.g. "*/flags" or
-// "INBOX/*"); the first matching pattern wins. Keys no pattern matches are conflicts.
+// MergeRules choose a rule by key pattern, the first matching pattern winning; keys no
+// pattern matches are conflicts. Patterns use path.Match syntax. As in gitattributes, a
+// pattern with a slash matches the whole key ("INBOX/*" matches "INBOX/42" only), and a
+// pattern without one matches the key's last segment at any depth ("flags" and "*.flags"
+// match "INBOX/42/flags").
 type MergeRules []PatternRule
 
 // PatternRule is one pattern and its rule.
@@ -35,8 +38,13 @@ type PatternRule struct {
 
 // For returns the rule for key, or nil.
 func (rs MergeRules) For(key string) MergeRule {
+	base := path.Base(key)
 	for _, r := range rs {
-		if ok, _ := path.Match(r.Pattern, key); ok {
+		subject := key
+		if !strings.Contains(r.Pattern, "/") {
+			subject = base
+		}
+		if ok, _ := path.Match(r.Pattern, subject); ok {
 			return r.Rule
 		}
 	}
