@@ -532,7 +532,7 @@ func (r *Repo) fastForward(name string, target plumbing.Hash) error {
 		return nil
 	}
 	ok, err := r.hist.isAncestor(h, target)
-	if err != nil || !ok {
+	if err != nil || !ok && !r.isEmptyRoot(h) {
 		l.release()
 		if err == nil {
 			err = fmt.Errorf("store: fast-forward %q to %s: %w: not a descendant of %s", name, target, ErrConflict, head)
@@ -574,7 +574,7 @@ func (r *Repo) Merge(ctx context.Context, m MergeRequest) (Commit, error) {
 		}
 		if ff, err := r.hist.isAncestor(into, from); err != nil {
 			return Commit{}, err
-		} else if ff {
+		} else if ff || r.isEmptyRoot(into) {
 			_, err := r.run(ctx, func() (Commit, error) { return Commit{}, r.fastForward(m.Into, from) })
 			if errors.Is(err, ErrConflict) {
 				continue // the branch moved meanwhile

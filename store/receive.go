@@ -157,7 +157,9 @@ func (r *Repo) updateRef(u RefUpdate) error {
 	}
 	if u.Old != Missing {
 		old := plumbing.NewHash(string(u.Old))
-		if ok, err := r.hist.isAncestor(old, newH); err != nil || !ok {
+		// A branch holding only an empty root commit (what Init makes) may be replaced:
+		// that loses nothing, and lets a first push into a new repository land.
+		if ok, err := r.hist.isAncestor(old, newH); err != nil || !ok && !r.isEmptyRoot(old) {
 			l.release()
 			if err == nil {
 				err = fmt.Errorf("store: update %s: %w: non-fast-forward", u.Branch, ErrConflict)
@@ -174,4 +176,10 @@ func (r *Repo) updateRef(u RefUpdate) error {
 	}
 	r.afterCommit(u.Branch, old, newH)
 	return nil
+}
+
+// isEmptyRoot reports whether h is a commit without parents whose tree is empty.
+func (r *Repo) isEmptyRoot(h plumbing.Hash) bool {
+	c, err := r.commit(h)
+	return err == nil && len(c.Parents) == 0 && c.tree == emptyTree.hash
 }

@@ -207,7 +207,8 @@ type Brancher interface {
 	// DeleteBranch removes a branch. ErrNotFound if it does not exist.
 	DeleteBranch(ctx context.Context, name string) error
 	// FastForward moves a branch to a commit that descends from its head;
-	// ErrConflict if it does not.
+	// ErrConflict if it does not. A branch whose head is an empty root commit (no
+	// parents, no keys: what a new store starts with) may move to any commit.
 	FastForward(ctx context.Context, name string, to Hash) error
 }
 
@@ -215,7 +216,8 @@ type Brancher interface {
 type Merger interface {
 	// Merge merges branch From into branch Into with a three-way merge against their merge
 	// base, resolving keys changed on both sides with the store's merge rules. It
-	// fast-forwards when Into has not moved. A conflict is a *MergeConflictError.
+	// fast-forwards when Into has not moved, or is an empty root commit. A conflict is a
+	// *MergeConflictError.
 	Merge(ctx context.Context, m MergeRequest) (Commit, error)
 }
 

@@ -406,6 +406,13 @@ func (s *Store) setBranch(name string, h store.Hash) {
 	}
 }
 
+// isEmptyRoot reports whether commit h has no parents and no keys (what a new store
+// starts with): a branch there may move to any commit, as nothing would be lost.
+func (s *Store) isEmptyRoot(h store.Hash) bool {
+	c := s.commits[h]
+	return c != nil && len(c.c.Parents) == 0 && len(c.tree) == 0
+}
+
 // isAncestor reports whether commit a is b or one of b's ancestors; the caller holds mu.
 func (s *Store) isAncestor(a, b store.Hash) bool {
 	ca, ok := s.commits[a]
@@ -662,7 +669,7 @@ func (s *Store) FastForward(ctx context.Context, name string, to store.Hash) err
 	if to == head {
 		return nil
 	}
-	if !s.isAncestor(head, to) {
+	if !s.isAncestor(head, to) && !s.isEmptyRoot(head) {
 		return fmt.Errorf("memstore: fast-forward %q to %s: %w: not a descendant of %s", name, to, store.ErrConflict, head)
 	}
 	s.setBranch(name, to)
@@ -697,7 +704,7 @@ func (s *Store) Merge(ctx context.Context, m store.MergeRequest) (store.Commit, 
 	switch {
 	case s.isAncestor(theirs.c.ID, ours.c.ID):
 		return cloneCommit(ours.c), nil
-	case s.isAncestor(ours.c.ID, theirs.c.ID):
+	case s.isAncestor(ours.c.ID, theirs.c.ID), s.isEmptyRoot(ours.c.ID):
 		s.setBranch(into, theirs.c.ID)
 		return cloneCommit(theirs.c), nil
 	}

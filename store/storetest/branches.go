@@ -114,6 +114,30 @@ func testFastForward(h *harness) {
 	h.wantHead("main", m3.ID, "after failed FastForwards")
 }
 
+// testEmptyRootReplaced: a branch whose head is an empty root commit (what a new store
+// starts with) may move to an unrelated commit, by FastForward or Merge, since nothing
+// would be lost; a root commit that holds keys may not.
+func testEmptyRootReplaced(h *harness) {
+	h0 := h.head("main")
+	other := h.change(store.Change{Branch: "orphan", Parent: store.Missing, Message: "elsewhere", Ops: []store.Op{put("x", "1")}})
+	h.branch("fresh", string(h0))
+	if err := h.s.FastForward(h.ctx, "fresh", other.ID); err != nil {
+		h.t.Fatalf("FastForward of an empty root branch to an unrelated commit: %v", err)
+	}
+	h.wantHead("fresh", other.ID, "after FastForward from an empty root")
+	h.branch("fresh2", string(h0))
+	c, err := h.s.Merge(h.ctx, store.MergeRequest{Into: "fresh2", From: "orphan", Message: "m"})
+	if err != nil {
+		h.t.Fatalf("Merge into an empty root branch: %v", err)
+	}
+	if c.ID != other.ID {
+		h.t.Errorf("Merge into an empty root branch made %s, want a fast-forward to %s", c.ID, other.ID)
+	}
+	second := h.change(store.Change{Branch: "orphan2", Parent: store.Missing, Message: "again", Ops: []store.Op{put("y", "2")}})
+	h.wantErr("FastForward of a root commit with keys to an unrelated commit", h.s.FastForward(h.ctx, "orphan", second.ID), store.ErrConflict)
+	h.wantHead("orphan", other.ID, "after a refused FastForward")
+}
+
 func testMerge(h *harness) {
 	h.run("FastForward", func(h *harness) {
 		h.commit("main", "base", put("a", "1"))

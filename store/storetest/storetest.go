@@ -68,6 +68,7 @@ func Test(t *testing.T, newStore Factory) {
 		{"Diff", testDiff},
 		{"Branches", testBranches},
 		{"FastForward", testFastForward},
+		{"EmptyRootReplaced", testEmptyRootReplaced},
 		{"Merge", testMerge},
 		{"Revert", testRevert},
 		{"Watch", testWatch},
