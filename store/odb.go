@@ -83,12 +83,23 @@ func (db *odb) packDir() string { return filepath.Join(db.dir, "objects", "pack"
 // rescan opens packs that appeared on disk (written by another process or the git CLI)
 // and forgets packs that disappeared.
 func (db *odb) rescan() error {
-	names, err := filepath.Glob(filepath.Join(db.packDir(), "pack-*.idx"))
-	if err != nil {
-		return err
-	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	// A pack that vanishes between listing and opening was merged into a newer pack by
+	// another process, which the listing may have missed: list again.
+	for range 10 {
+		if vanished, err := db.rescanLocked(); err != nil || !vanished {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *odb) rescanLocked() (vanished bool, err error) {
+	names, err := filepath.Glob(filepath.Join(db.packDir(), "pack-*.idx"))
+	if err != nil {
+		return false, err
+	}
 	known := map[string]*pack{}
 	for _, p := range db.packs {
 		known[p.name] = p
@@ -103,7 +114,8 @@ func (db *odb) rescan() error {
 		}
 		p, err := openPack(db.packDir(), name, db.cache)
 		if errors.Is(err, os.ErrNotExist) {
-			continue // idx without pack: being written or removed
+			vanished = true // removed since the listing
+			continue
 		}
 		if err != nil {
 			// A crash can leave an index unwritten (only packs are fsynced): rebuild it.
@@ -112,7 +124,7 @@ func (db *odb) rescan() error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("store: open %s: %w", name, err)
+			return false, fmt.Errorf("store: open %s: %w", name, err)
 		}
 		packs = append(packs, p)
 	}
@@ -122,7 +134,7 @@ func (db *odb) rescan() error {
 	// Largest first: most objects live in the big packs.
 	slices.SortFunc(packs, func(a, b *pack) int { return int(b.count - a.count) })
 	db.packs = packs
-	return nil
+	return vanished, nil
 }
 
 // reindexPack writes a pack's index again from the pack, as git index-pack does.
@@ -318,57 +330,115 @@ func (db *odb) loose(h plumbing.Hash) (plumbing.EncodedObject, error) {
 	return o, nil
 }
 
-// writePack writes objects as one pack plus index, fsyncs both and the pack directory,
-// and makes them readable. Objects that already exist are skipped by the caller.
-func (db *odb) writePack(objs []rawObject, level int) error {
-	if len(objs) == 0 {
-		return nil
+// packBuilder assembles a pack in memory with its index.
+type packBuilder struct {
+	buf  bytes.Buffer
+	iw   *idxfile.Writer
+	n    uint32
+	seen map[plumbing.Hash]bool
+	zbuf bytes.Buffer
+	zw   map[int]*zlib.Writer
+}
+
+func newPackBuilder(count int) *packBuilder {
+	b := &packBuilder{iw: new(idxfile.Writer), seen: make(map[plumbing.Hash]bool, count), zw: map[int]*zlib.Writer{}}
+	b.buf.WriteString("PACK")
+	binary.Write(&b.buf, binary.BigEndian, uint32(2))
+	binary.Write(&b.buf, binary.BigEndian, uint32(0)) // the count, set by finish
+	b.iw.OnHeader(uint32(count))
+	return b
+}
+
+// add appends an object, compressed at level (trees: Huffman-only, as they are mostly
+// hashes and are rewritten on every commit; everything else: fastest LZ).
+func (b *packBuilder) add(o rawObject) {
+	if b.seen[o.hash] {
+		return
 	}
-	var buf bytes.Buffer
-	buf.WriteString("PACK")
-	binary.Write(&buf, binary.BigEndian, uint32(2))
-	binary.Write(&buf, binary.BigEndian, uint32(len(objs)))
-	iw := new(idxfile.Writer)
-	iw.OnHeader(uint32(len(objs)))
-	var zbuf bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&zbuf, level)
-	for _, o := range objs {
-		start := buf.Len()
-		writeObjHeader(&buf, o.typ, int64(len(o.data)))
-		zbuf.Reset()
-		zw.Reset(&zbuf)
-		zw.Write(o.data)
-		zw.Close()
-		buf.Write(zbuf.Bytes())
-		crc := crc32.ChecksumIEEE(buf.Bytes()[start:])
-		iw.Add(o.hash, uint64(start), crc)
+	b.seen[o.hash] = true
+	level := zlib.BestSpeed
+	if o.typ == plumbing.TreeObject {
+		level = zlib.HuffmanOnly
 	}
-	sum := sha1.Sum(buf.Bytes())
-	buf.Write(sum[:])
+	zw, ok := b.zw[level]
+	if !ok {
+		zw, _ = zlib.NewWriterLevel(&b.zbuf, level)
+		b.zw[level] = zw
+	}
+	start := b.buf.Len()
+	writeObjHeader(&b.buf, o.typ, int64(len(o.data)))
+	b.zbuf.Reset()
+	zw.Reset(&b.zbuf)
+	zw.Write(o.data)
+	zw.Close()
+	b.buf.Write(b.zbuf.Bytes())
+	b.iw.Add(o.hash, uint64(start), crc32.ChecksumIEEE(b.buf.Bytes()[start:]))
+	b.n++
+}
+
+// addRaw appends an entry copied as it is from another pack (it must not be an offset
+// delta, whose base offset would be wrong here); its CRC stays the same.
+func (b *packBuilder) addRaw(h plumbing.Hash, entry []byte, crc uint32) {
+	if b.seen[h] {
+		return
+	}
+	b.seen[h] = true
+	b.iw.Add(h, uint64(b.buf.Len()), crc)
+	b.buf.Write(entry)
+	b.n++
+}
+
+// finish writes the pack and its index into dir and returns the pack's name. Only the
+// pack is fsynced: an index a crash damaged is rebuilt from its pack (rescan). The caller
+// fsyncs dir.
+func (b *packBuilder) finish(dir string) (string, error) {
+	binary.BigEndian.PutUint32(b.buf.Bytes()[8:12], b.n)
+	sum := sha1.Sum(b.buf.Bytes())
+	b.buf.Write(sum[:])
 	var packHash plumbing.Hash
 	copy(packHash[:], sum[:])
-	if err := iw.OnFooter(packHash); err != nil {
-		return err
+	if err := b.iw.OnFooter(packHash); err != nil {
+		return "", err
 	}
-	idx, err := iw.Index()
+	idx, err := b.iw.Index()
 	if err != nil {
-		return err
+		return "", err
 	}
 	var ibuf bytes.Buffer
 	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
-		return err
+		return "", err
 	}
 	name := "pack-" + hex.EncodeToString(sum[:])
-	dir := db.packDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	// The pack goes in place first and the index last: readers find packs by their index.
-	// Only the pack is fsynced: an index a crash damaged is rebuilt from its pack (rescan).
-	if err := writeFileSync(filepath.Join(dir, name+".pack"), buf.Bytes(), 0o444); err != nil {
-		return err
+	if err := writeFileSync(filepath.Join(dir, name+".pack"), b.buf.Bytes(), 0o444); err != nil {
+		return "", err
 	}
 	if err := writeFile(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444, false); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// writePack writes objects as one durable pack plus index and makes them readable.
+func (db *odb) writePack(objs []rawObject) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	b := newPackBuilder(len(objs))
+	for _, o := range objs {
+		b.add(o)
+	}
+	return db.installPack(b)
+}
+
+// installPack finishes a pack, fsyncs the pack directory and opens the pack.
+func (db *odb) installPack(b *packBuilder) error {
+	dir := db.packDir()
+	name, err := b.finish(dir)
+	if err != nil {
 		return err
 	}
 	if err := syncDir(dir); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -27,9 +28,24 @@ const maxPacks = 12
 func (r *Repo) maybeMergePacks() {
 	r.db.mu.RLock()
 	n := len(r.db.packs)
-	packs := slices.Clone(r.db.packs)
 	r.db.mu.RUnlock()
 	if n <= maxPacks {
+		return
+	}
+	unlock, ok := r.lockPacks()
+	if !ok {
+		return // another process is at it
+	}
+	defer unlock()
+	// Another process may have merged or added packs: start from what is on disk.
+	if err := r.db.rescan(); err != nil {
+		r.log.Warn("store: merge packs", "dir", r.dir, "err", err)
+		return
+	}
+	r.db.mu.RLock()
+	packs := slices.Clone(r.db.packs)
+	r.db.mu.RUnlock()
+	if len(packs) <= maxPacks {
 		return
 	}
 	slices.SortFunc(packs, func(a, b *pack) int { return int(a.count - b.count) })
@@ -48,46 +64,94 @@ func (r *Repo) maybeMergePacks() {
 	}
 }
 
-// mergePacks writes the objects of packs into one new pack and removes them.
-func (r *Repo) mergePacks(packs []*pack) error {
-	var objs []rawObject
-	seen := map[plumbing.Hash]bool{}
-	for _, p := range packs {
-		it, err := p.idx.Entries()
-		if err != nil {
-			return err
+// lockPacks takes objects/pack/hearth-pack.lock, which serialises pack maintenance
+// between processes; ok is false when another holds it. A lock older than staleLock was
+// left by a crash and is taken over.
+func (r *Repo) lockPacks() (unlock func(), ok bool) {
+	path := filepath.Join(r.db.packDir(), "hearth-pack.lock")
+	for range 2 {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			f.Close()
+			return func() { os.Remove(path) }, true
 		}
-		for {
-			e, err := it.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				it.Close()
-				return err
-			}
-			if seen[e.Hash] {
-				continue
-			}
-			seen[e.Hash] = true
-			o, err := p.get(e.Hash)
-			if err != nil {
-				it.Close()
-				return err
-			}
-			data, err := readAll(o)
-			if err != nil {
-				it.Close()
-				return err
-			}
-			objs = append(objs, rawObject{hash: e.Hash, typ: o.Type(), data: data})
+		st, err := os.Stat(path)
+		if err != nil || time.Since(st.ModTime()) < staleLock {
+			return nil, false
 		}
-		it.Close()
+		os.Remove(path)
 	}
-	if err := r.db.writePack(objs, 1); err != nil {
+	return nil, false
+}
+
+// mergePacks writes the objects of packs into one new pack and removes them. Entries are
+// copied byte for byte; only delta entries (from packs git or a push wrote) are resolved
+// and written whole.
+func (r *Repo) mergePacks(packs []*pack) error {
+	var total int64
+	for _, p := range packs {
+		total += p.count
+	}
+	b := newPackBuilder(int(total))
+	for _, p := range packs {
+		if err := copyPack(b, r.db.packDir(), p); err != nil {
+			return fmt.Errorf("store: merge %s: %w", p.name, err)
+		}
+	}
+	if err := r.db.installPack(b); err != nil {
 		return err
 	}
 	return r.removePacks(packs)
+}
+
+func copyPack(b *packBuilder, dir string, p *pack) error {
+	data, err := os.ReadFile(filepath.Join(dir, p.name+".pack"))
+	if err != nil {
+		return err
+	}
+	it, err := p.idx.EntriesByOffset()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var entries []*idxfile.Entry
+	for {
+		e, err := it.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		entries = append(entries, e)
+	}
+	end := int64(len(data)) - 20
+	for i, e := range entries {
+		next := end
+		if i+1 < len(entries) {
+			next = int64(entries[i+1].Offset)
+		}
+		off := int64(e.Offset)
+		if off < 12 || next > end || off >= next {
+			return fmt.Errorf("pack entry of %s out of range", e.Hash)
+		}
+		entry := data[off:next]
+		switch plumbing.ObjectType(entry[0] >> 4 & 7) {
+		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+			b.addRaw(e.Hash, entry, e.CRC32)
+		default: // a delta: resolve it
+			o, err := p.get(e.Hash)
+			if err != nil {
+				return err
+			}
+			body, err := readAll(o)
+			if err != nil {
+				return err
+			}
+			b.add(rawObject{hash: e.Hash, typ: o.Type(), data: body})
+		}
+	}
+	return nil
 }
 
 func (r *Repo) removePacks(packs []*pack) error {
@@ -157,6 +221,11 @@ func (r *Repo) Pack(ctx context.Context) error {
 }
 
 func (r *Repo) pack() error {
+	unlock, ok := r.lockPacks()
+	if !ok {
+		return fmt.Errorf("store: pack: another process is packing: %w", ErrConflict)
+	}
+	defer unlock()
 	if err := r.db.rescan(); err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func (r *Repo) ReceivePack(ctx context.Context, pack io.Reader) error {
 			objs = append(objs, o)
 		}
 	}
-	if err := r.db.writePack(objs, 1); err != nil {
+	if err := r.db.writePack(objs); err != nil {
 		return fmt.Errorf("store: receive pack: %w", err)
 	}
 	return nil

@@ -676,7 +676,7 @@ func (r *Repo) writeCommit(_ *refLock, tree plumbing.Hash, parents []plumbing.Ha
 		}
 		fresh = append(fresh, o)
 	}
-	if err := r.db.writePack(fresh, 1); err != nil {
+	if err := r.db.writePack(fresh); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("store: write objects: %w", err)
 	}
 	return co.hash, nil
