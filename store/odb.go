@@ -1,13 +1,14 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"compress/zlib"
 	"crypto/sha1"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"os"
@@ -330,27 +331,59 @@ func (db *odb) loose(h plumbing.Hash) (plumbing.EncodedObject, error) {
 	return o, nil
 }
 
-// packBuilder assembles a pack in memory with its index.
+// packBuilder streams a pack to a temporary file in the pack directory, hashing it as it
+// goes, and builds its index. The object count in the header must be known up front.
 type packBuilder struct {
-	buf  bytes.Buffer
-	iw   *idxfile.Writer
+	dir  string
+	f    *os.File
+	w    *bufio.Writer
+	sum  hash.Hash
+	off  int64
+	want uint32
 	n    uint32
+	iw   *idxfile.Writer
 	seen map[plumbing.Hash]bool
 	zbuf bytes.Buffer
 	zw   map[int]*zlib.Writer
+	err  error
 }
 
-func newPackBuilder(count int) *packBuilder {
-	b := &packBuilder{iw: new(idxfile.Writer), seen: make(map[plumbing.Hash]bool, count), zw: map[int]*zlib.Writer{}}
-	b.buf.WriteString("PACK")
-	binary.Write(&b.buf, binary.BigEndian, uint32(2))
-	binary.Write(&b.buf, binary.BigEndian, uint32(0)) // the count, set by finish
+// newPackBuilder starts a pack of exactly count distinct objects.
+func newPackBuilder(dir string, count int) (*packBuilder, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-pack-*")
+	if err != nil {
+		return nil, err
+	}
+	b := &packBuilder{dir: dir, f: f, sum: sha1.New(), want: uint32(count), iw: new(idxfile.Writer),
+		seen: make(map[plumbing.Hash]bool, count), zw: map[int]*zlib.Writer{}}
+	b.w = bufio.NewWriterSize(io.MultiWriter(f, b.sum), 1<<16)
+	var hdr [12]byte
+	copy(hdr[:], "PACK")
+	binary.BigEndian.PutUint32(hdr[4:], 2)
+	binary.BigEndian.PutUint32(hdr[8:], uint32(count))
+	b.write(hdr[:])
 	b.iw.OnHeader(uint32(count))
-	return b
+	return b, nil
 }
 
-// add appends an object, compressed at level (trees: Huffman-only, as they are mostly
-// hashes and are rewritten on every commit; everything else: fastest LZ).
+func (b *packBuilder) write(p []byte) {
+	if b.err == nil {
+		_, b.err = b.w.Write(p)
+		b.off += int64(len(p))
+	}
+}
+
+// abort removes the temporary file.
+func (b *packBuilder) abort() {
+	b.f.Close()
+	os.Remove(b.f.Name())
+}
+
+// add appends an object: trees compressed Huffman-only (they are mostly hashes, and
+// each commit rewrites the trees on its path), everything else with the fastest LZ.
 func (b *packBuilder) add(o rawObject) {
 	if b.seen[o.hash] {
 		return
@@ -365,14 +398,18 @@ func (b *packBuilder) add(o rawObject) {
 		zw, _ = zlib.NewWriterLevel(&b.zbuf, level)
 		b.zw[level] = zw
 	}
-	start := b.buf.Len()
-	writeObjHeader(&b.buf, o.typ, int64(len(o.data)))
+	var hdr bytes.Buffer
+	writeObjHeader(&hdr, o.typ, int64(len(o.data)))
 	b.zbuf.Reset()
 	zw.Reset(&b.zbuf)
 	zw.Write(o.data)
 	zw.Close()
-	b.buf.Write(b.zbuf.Bytes())
-	b.iw.Add(o.hash, uint64(start), crc32.ChecksumIEEE(b.buf.Bytes()[start:]))
+	crc := crc32.NewIEEE()
+	crc.Write(hdr.Bytes())
+	crc.Write(b.zbuf.Bytes())
+	b.iw.Add(o.hash, uint64(b.off), crc.Sum32())
+	b.write(hdr.Bytes())
+	b.write(b.zbuf.Bytes())
 	b.n++
 }
 
@@ -383,20 +420,40 @@ func (b *packBuilder) addRaw(h plumbing.Hash, entry []byte, crc uint32) {
 		return
 	}
 	b.seen[h] = true
-	b.iw.Add(h, uint64(b.buf.Len()), crc)
-	b.buf.Write(entry)
+	b.iw.Add(h, uint64(b.off), crc)
+	b.write(entry)
 	b.n++
 }
 
-// finish writes the pack and its index into dir and returns the pack's name. Only the
-// pack is fsynced: an index a crash damaged is rebuilt from its pack (rescan). The caller
-// fsyncs dir.
-func (b *packBuilder) finish(dir string) (string, error) {
-	binary.BigEndian.PutUint32(b.buf.Bytes()[8:12], b.n)
-	sum := sha1.Sum(b.buf.Bytes())
-	b.buf.Write(sum[:])
+// finish completes the pack (fsynced), writes its index, renames both into place and
+// returns the pack's name. Only the pack is fsynced: an index a crash damaged is rebuilt
+// from its pack (rescan). The caller fsyncs the directory.
+func (b *packBuilder) finish() (name string, err error) {
+	defer func() {
+		if err != nil {
+			b.abort()
+		}
+	}()
+	if b.err == nil && b.n != b.want {
+		b.err = fmt.Errorf("pack has %d objects, header says %d", b.n, b.want)
+	}
+	if b.err == nil {
+		b.err = b.w.Flush()
+	}
+	if b.err != nil {
+		return "", b.err
+	}
 	var packHash plumbing.Hash
-	copy(packHash[:], sum[:])
+	copy(packHash[:], b.sum.Sum(nil))
+	if _, err := b.f.Write(packHash[:]); err != nil {
+		return "", err
+	}
+	if err := b.f.Sync(); err != nil {
+		return "", err
+	}
+	if err := b.f.Close(); err != nil {
+		return "", err
+	}
 	if err := b.iw.OnFooter(packHash); err != nil {
 		return "", err
 	}
@@ -408,15 +465,13 @@ func (b *packBuilder) finish(dir string) (string, error) {
 	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
 		return "", err
 	}
-	name := "pack-" + hex.EncodeToString(sum[:])
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
+	name = "pack-" + packHash.String()
+	os.Chmod(b.f.Name(), 0o444)
 	// The pack goes in place first and the index last: readers find packs by their index.
-	if err := writeFileSync(filepath.Join(dir, name+".pack"), b.buf.Bytes(), 0o444); err != nil {
+	if err := os.Rename(b.f.Name(), filepath.Join(b.dir, name+".pack")); err != nil {
 		return "", err
 	}
-	if err := writeFile(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444, false); err != nil {
+	if err := writeFile(filepath.Join(b.dir, name+".idx"), ibuf.Bytes(), 0o444, false); err != nil {
 		return "", err
 	}
 	return name, nil
@@ -424,10 +479,17 @@ func (b *packBuilder) finish(dir string) (string, error) {
 
 // writePack writes objects as one durable pack plus index and makes them readable.
 func (db *odb) writePack(objs []rawObject) error {
-	if len(objs) == 0 {
+	distinct := make(map[plumbing.Hash]bool, len(objs))
+	for _, o := range objs {
+		distinct[o.hash] = true
+	}
+	if len(distinct) == 0 {
 		return nil
 	}
-	b := newPackBuilder(len(objs))
+	b, err := newPackBuilder(db.packDir(), len(distinct))
+	if err != nil {
+		return err
+	}
 	for _, o := range objs {
 		b.add(o)
 	}
@@ -436,15 +498,14 @@ func (db *odb) writePack(objs []rawObject) error {
 
 // installPack finishes a pack, fsyncs the pack directory and opens the pack.
 func (db *odb) installPack(b *packBuilder) error {
-	dir := db.packDir()
-	name, err := b.finish(dir)
+	name, err := b.finish()
 	if err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncDir(b.dir); err != nil {
 		return err
 	}
-	p, err := openPack(dir, name, db.cache)
+	p, err := openPack(b.dir, name, db.cache)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ import (
 // git's repack --geometric): a pack's objects are copied O(log n) times in its life.
 // Pack consolidates everything, loose objects included, into one delta-compressed pack.
 
-const maxPacks = 12
+const maxPacks = 24
 
 // maybeMergePacks runs in the writer goroutine after each commit.
 func (r *Repo) maybeMergePacks() {
@@ -88,13 +88,19 @@ func (r *Repo) lockPacks() (unlock func(), ok bool) {
 // copied byte for byte; only delta entries (from packs git or a push wrote) are resolved
 // and written whole.
 func (r *Repo) mergePacks(packs []*pack) error {
-	var total int64
+	distinct := map[plumbing.Hash]bool{}
 	for _, p := range packs {
-		total += p.count
+		if err := forEachEntry(p, func(e *idxfile.Entry) error { distinct[e.Hash] = true; return nil }); err != nil {
+			return err
+		}
 	}
-	b := newPackBuilder(int(total))
+	b, err := newPackBuilder(r.db.packDir(), len(distinct))
+	if err != nil {
+		return err
+	}
 	for _, p := range packs {
 		if err := copyPack(b, r.db.packDir(), p); err != nil {
+			b.abort()
 			return fmt.Errorf("store: merge %s: %w", p.name, err)
 		}
 	}
@@ -104,28 +110,44 @@ func (r *Repo) mergePacks(packs []*pack) error {
 	return r.removePacks(packs)
 }
 
-func copyPack(b *packBuilder, dir string, p *pack) error {
-	data, err := os.ReadFile(filepath.Join(dir, p.name+".pack"))
-	if err != nil {
-		return err
-	}
+func forEachEntry(p *pack, fn func(*idxfile.Entry) error) error {
 	it, err := p.idx.EntriesByOffset()
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	var entries []*idxfile.Entry
 	for {
 		e, err := it.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		entries = append(entries, e)
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
-	end := int64(len(data)) - 20
+}
+
+// copyPack appends every object of p to b, reading entries with ReadAt (a pack is never
+// read into memory whole).
+func copyPack(b *packBuilder, dir string, p *pack) error {
+	f, err := os.Open(filepath.Join(dir, p.name+".pack"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var entries []*idxfile.Entry
+	if err := forEachEntry(p, func(e *idxfile.Entry) error { entries = append(entries, e); return nil }); err != nil {
+		return err
+	}
+	end := st.Size() - 20
+	var buf []byte
 	for i, e := range entries {
 		next := end
 		if i+1 < len(entries) {
@@ -135,7 +157,13 @@ func copyPack(b *packBuilder, dir string, p *pack) error {
 		if off < 12 || next > end || off >= next {
 			return fmt.Errorf("pack entry of %s out of range", e.Hash)
 		}
-		entry := data[off:next]
+		if n := int(next - off); cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		entry := buf[:next-off]
+		if _, err := f.ReadAt(entry, off); err != nil {
+			return err
+		}
 		switch plumbing.ObjectType(entry[0] >> 4 & 7) {
 		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
 			b.addRaw(e.Hash, entry, e.CRC32)

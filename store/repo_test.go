@@ -161,8 +161,8 @@ func TestPacksStaySmallAndPackConsolidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Packs > 13 || st.LooseObjects != 0 {
-		t.Errorf("after 300 commits: %+v, want at most 13 packs and no loose objects", st)
+	if st.Packs > 25 || st.LooseObjects != 0 {
+		t.Errorf("after 300 commits: %+v, want at most 25 packs and no loose objects", st)
 	}
 	if err := r.Pack(ctx); err != nil {
 		t.Fatal(err)
