@@ -105,7 +105,8 @@ type tokenRecord struct {
 }
 
 // OpenAccounts opens the accounts kept in the JSON file at path. The file need not exist:
-// it is created (mode 0600) on the first write; its directory must exist by then.
+// it is created (mode 0600) on the first write; its directory must exist by then. Writers
+// lock the empty file path+".lock" beside it.
 func OpenAccounts(path string) (*Accounts, error) {
 	if path == "" {
 		return nil, fmt.Errorf("signpost: accounts: %w: empty path", ErrInvalid)

@@ -1,0 +1,95 @@
+// Command store is the store appliance: it serves the versioned store's REST API and git
+// smart HTTP from a data directory, on the sockets systemd passes it or on -listen, and can
+// exit when it has been idle so that it runs only on demand.
+//
+//	store -data DIR [-listen 127.0.0.1:8088] [-idle-exit 5m]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store"
+	"github.com/hearth-home/hearth/store/storehttp"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("store", flag.ContinueOnError)
+	data := fs.String("data", "", "data directory: accounts.json and repos/ (required)")
+	listen := fs.String("listen", "127.0.0.1:8088", "TCP address to serve on when not socket-activated")
+	idle := fs.Duration("idle-exit", 0, "exit after this long without an open connection (0: never)")
+	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	switch {
+	case *data == "":
+		fmt.Fprintln(os.Stderr, "store: -data DIR is required")
+		return 2
+	case *idle < 0:
+		fmt.Fprintln(os.Stderr, "store: -idle-exit must not be negative")
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "store: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, logger, *data, *listen, *idle); err != nil {
+		logger.Error("store stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the appliance until ctx ends, serving fails or it has been idle for idle.
+func serve(ctx context.Context, logger *slog.Logger, dataDir, listen string, idle time.Duration) error {
+	listeners, err := signpost.Listeners(os.Getenv)
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		os.Unsetenv(k) // the descriptors are ours now, not our children's
+	}
+	if listeners == nil {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return err
+		}
+		listeners = []net.Listener{ln}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	accounts, err := signpost.OpenAccounts(filepath.Join(dataDir, "accounts.json"))
+	if err != nil {
+		return err
+	}
+	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	err = signpost.ServeHTTP(ctx, listeners, storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger}),
+		signpost.ServeOptions{Logger: logger, IdleExit: idle})
+	if cerr := repos.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
+	}
+	return err
+}

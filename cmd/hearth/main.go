@@ -1,0 +1,91 @@
+// Command hearth runs and manages a Hearth personal cloud from one command line.
+//
+//	hearth up                      serve the store on 127.0.0.1:8088
+//	hearth user add NAME < pw      add a user
+//	hearth help                    list every command
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// stdio is where a command reads and writes.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// command is one entry of the dispatch table.
+type command struct {
+	name    string // the words that select it: "up", "user add"
+	args    string // the synopsis of its flags and arguments
+	summary string // one line for "hearth help"
+	run     func(ctx context.Context, s stdio, args []string) int
+}
+
+// commands is the dispatch table, in the order help lists it.
+func commands() []command {
+	return []command{
+		{"help", "", "list the commands", cmdHelp},
+		{"up", "[-data DIR] [-listen ADDR]", "run the store and its git and REST API (creates user admin on first run)", cmdUp},
+		{"user add", "[-data DIR] NAME", "add a user; the password is read from standard input", cmdUserAdd},
+		{"user list", "[-data DIR]", "list the users", cmdUserList},
+		{"user token", "[-data DIR] NAME LABEL", "make a bearer token for a user and print it once", cmdUserToken},
+	}
+}
+
+// run is the whole program; it returns the exit status (2: usage error).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	s := stdio{in: stdin, out: stdout, err: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		return cmdHelp(ctx, s, nil)
+	}
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			return c.run(ctx, s, args[len(words):])
+		}
+	}
+	fmt.Fprintf(stderr, "hearth: unknown command %q\n\n", strings.Join(args[:min(len(args), 2)], " "))
+	usage(stderr)
+	return 2
+}
+
+func cmdHelp(_ context.Context, s stdio, args []string) int {
+	if len(args) > 0 {
+		fmt.Fprintln(s.err, "hearth help: takes no arguments")
+		return 2
+	}
+	usage(s.out)
+	return 0
+}
+
+// usage lists the commands, one line each.
+func usage(w io.Writer) {
+	fmt.Fprint(w, "Hearth is a personal cloud: a git-backed versioned store and the appliances on it.\n\nUsage:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands() {
+		fmt.Fprintf(tw, "  hearth %s %s\t%s\n", c.name, c.args, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprint(w, "\nRun \"hearth COMMAND -h\" for a command's flags.\n")
+}

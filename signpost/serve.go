@@ -1,0 +1,105 @@
+package signpost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// ServeOptions tune ServeHTTP. The zero value is usable.
+type ServeOptions struct {
+	// Logger receives start, idle and shutdown events. nil: slog.Default().
+	Logger *slog.Logger
+	// IdleExit, when positive, makes ServeHTTP return once no connection has been open
+	// for that long (counted from the start too), so an appliance runs only on demand.
+	IdleExit time.Duration
+	// ShutdownGrace is how long requests in flight get when serving stops (<= 0: 10s);
+	// connections still open then are closed.
+	ShutdownGrace time.Duration
+}
+
+// ServeHTTP serves h on every listener with sensible server timeouts until ctx ends,
+// serving fails, or the server has been idle for opts.IdleExit; then it shuts down
+// gracefully. It is what every HTTP appliance's main runs.
+func ServeHTTP(ctx context.Context, listeners []net.Listener, h http.Handler, opts ServeOptions) error {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	grace := opts.ShutdownGrace
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if opts.IdleExit > 0 {
+		srv.ConnState = idleExit(opts.IdleExit, func() {
+			logger.Info("idle, exiting", "after", opts.IdleExit)
+			cancel()
+		})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ln := range listeners {
+		logger.Info("serving", "addr", ln.Addr().String())
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("signpost: serve %s: %w", ln.Addr(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("requests still running at shutdown; closing their connections", "err", err)
+			return srv.Close()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// idleExit returns an http.Server.ConnState hook that calls exit once no connection has
+// been open for d. The clock starts now, so a server nobody connects to exits too.
+func idleExit(d time.Duration, exit func()) func(net.Conn, http.ConnState) {
+	var mu sync.Mutex
+	open := 0
+	timer := time.AfterFunc(d, func() {
+		mu.Lock()
+		idle := open == 0
+		mu.Unlock()
+		if idle {
+			exit()
+		}
+	})
+	return func(_ net.Conn, state http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch state {
+		case http.StateNew:
+			open++
+			timer.Stop()
+		case http.StateClosed, http.StateHijacked:
+			open--
+			if open == 0 {
+				timer.Reset(d)
+			}
+		}
+	}
+}
