@@ -5,6 +5,7 @@ package signpost
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -84,6 +85,32 @@ type Accounts struct {
 	mu    sync.Mutex
 	data  accountsFile
 	stamp os.FileInfo // of the file data was read from; nil when there was none
+
+	// verified remembers recent successful password checks, so a client that sends
+	// HTTP Basic credentials with every request (DAV, REST) costs one argon2id run (19 MiB,
+	// tens of ms) per verifiedTTL instead of one per request. Keys are HMACs under a
+	// per-process random key of the user, the stored hash and the password: no password
+	// is kept, and a changed password (a new hash) misses.
+	cacheKey []byte
+	verified map[[32]byte]time.Time
+}
+
+// verifiedTTL is how long a successful password check is remembered; maxVerified bounds
+// the cache (it is emptied when full).
+const (
+	verifiedTTL = 5 * time.Minute
+	maxVerified = 4096
+)
+
+func (a *Accounts) credentialKey(user, hash, password string) [32]byte {
+	m := hmac.New(sha256.New, a.cacheKey)
+	for _, s := range []string{user, hash, password} {
+		m.Write([]byte(s))
+		m.Write([]byte{0})
+	}
+	var k [32]byte
+	copy(k[:], m.Sum(nil))
+	return k
 }
 
 // accountsFile is the on-disk form. It holds no plaintext secrets.
@@ -115,7 +142,9 @@ func OpenAccounts(path string) (*Accounts, error) {
 	sum := make([]byte, argonKeyLen)
 	rand.Read(salt)
 	rand.Read(sum)
-	a := &Accounts{path: path, dummy: encodeHash(argonMemory, argonTime, argonThreads, salt, sum)}
+	a := &Accounts{path: path, dummy: encodeHash(argonMemory, argonTime, argonThreads, salt, sum),
+		cacheKey: make([]byte, 32), verified: map[[32]byte]time.Time{}}
+	rand.Read(a.cacheKey)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.reload(); err != nil {
@@ -193,10 +222,24 @@ func (a *Accounts) CheckPassword(ctx context.Context, user, password string) err
 	if len(password) > MaxPasswordLen {
 		return ErrBadCredentials // refuse to spend work on huge inputs
 	}
+	key := a.credentialKey(user, hash, password)
+	now := time.Now()
+	a.mu.Lock()
+	exp, hit := a.verified[key]
+	a.mu.Unlock()
+	if known && hit && now.Before(exp) {
+		return nil
+	}
 	ok := verifyPassword(hash, password)
 	if !ok || !known {
 		return ErrBadCredentials
 	}
+	a.mu.Lock()
+	if len(a.verified) >= maxVerified {
+		clear(a.verified)
+	}
+	a.verified[key] = now.Add(verifiedTTL)
+	a.mu.Unlock()
 	return nil
 }
 

@@ -413,3 +413,42 @@ func TestCanceledContext(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiedCacheNeverAcceptsAStalePassword: a remembered successful check must not
+// let an old password in after the password changed (here from another process's view:
+// the user is recreated in the file with a new password).
+func TestVerifiedCacheNeverAcceptsAStalePassword(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "accounts.json")
+	a, err := OpenAccounts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Add(ctx, "alice", "first-password"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the second and third checks are answered from the cache
+		if err := a.CheckPassword(ctx, "alice", "first-password"); err != nil {
+			t.Fatalf("right password: %v", err)
+		}
+	}
+	if err := a.CheckPassword(ctx, "alice", "wrong-password"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("wrong password after a cached success: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenAccounts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(ctx, "alice", "second-password"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CheckPassword(ctx, "alice", "first-password"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("old password after it changed: %v, want ErrBadCredentials", err)
+	}
+	if err := a.CheckPassword(ctx, "alice", "second-password"); err != nil {
+		t.Fatalf("new password: %v", err)
+	}
+}

@@ -46,6 +46,7 @@ func commands() []command {
 		{"user add", "[-data DIR] NAME", "add a user; the password is read from standard input", cmdUserAdd},
 		{"user list", "[-data DIR]", "list the users", cmdUserList},
 		{"user token", "[-data DIR] NAME LABEL", "make a bearer token for a user and print it once", cmdUserToken},
+		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
 }
 
