@@ -140,27 +140,37 @@ func (db *odb) rescanLocked() (vanished bool, err error) {
 
 // reindexPack writes a pack's index again from the pack, as git index-pack does.
 func reindexPack(dir, name string) error {
-	data, err := os.ReadFile(filepath.Join(dir, name+".pack"))
+	f, err := os.Open(filepath.Join(dir, name+".pack"))
 	if err != nil {
 		return err
 	}
-	iw := new(idxfile.Writer)
-	parser, err := packfile.NewParser(packfile.NewScanner(bytes.NewReader(data)), iw)
+	defer f.Close()
+	idx, err := indexPack(f)
 	if err != nil {
-		return err
+		return fmt.Errorf("pack damaged: %w", err)
+	}
+	return writeFileSync(filepath.Join(dir, name+".idx"), idx, 0o444)
+}
+
+// indexPack parses a pack and returns its encoded index.
+func indexPack(pack io.ReadSeeker) ([]byte, error) {
+	iw := new(idxfile.Writer)
+	parser, err := packfile.NewParser(packfile.NewScanner(pack), iw)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := parser.Parse(); err != nil {
-		return fmt.Errorf("pack damaged: %w", err)
+		return nil, err
 	}
 	idx, err := iw.Index()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var ibuf bytes.Buffer
 	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
-		return err
+		return nil, err
 	}
-	return writeFileSync(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444)
+	return ibuf.Bytes(), nil
 }
 
 func openPack(dir, name string, c cache.Object) (*pack, error) {

@@ -1,7 +1,7 @@
 package store
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -296,35 +296,39 @@ func (r *Repo) pack() error {
 			hashes = append(hashes, h)
 		}
 	}
-	var buf bytes.Buffer
-	enc := packfile.NewEncoder(&buf, storerAdapter{r.db}, false)
-	sum, err := enc.Encode(hashes, 10)
+	// Encode to a temporary file (a repository's pack can be large), fsync it, index it
+	// by parsing it back as git's index-pack does, then put both in place.
+	dir := r.db.packDir()
+	f, err := os.CreateTemp(dir, ".tmp-pack-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // a no-op once renamed
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<16)
+	sum, err := packfile.NewEncoder(bw, storerAdapter{r.db}, false).Encode(hashes, 10)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	var idx []byte
+	if err == nil {
+		if _, err = f.Seek(0, io.SeekStart); err == nil {
+			idx, err = indexPack(f)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("store: pack: %w", err)
 	}
-	// Index it by parsing it back, as git's index-pack does.
-	iw := new(idxfile.Writer)
-	parser, err := packfile.NewParser(packfile.NewScanner(bytes.NewReader(buf.Bytes())), iw)
-	if err != nil {
-		return err
-	}
-	if _, err := parser.Parse(); err != nil {
-		return fmt.Errorf("store: pack: index: %w", err)
-	}
-	idx, err := iw.Index()
-	if err != nil {
-		return err
-	}
-	var ibuf bytes.Buffer
-	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
-		return err
-	}
+	size, _ := f.Seek(0, io.SeekEnd)
 	name := "pack-" + sum.String()
-	dir := r.db.packDir()
-	if err := writeFileSync(filepath.Join(dir, name+".pack"), buf.Bytes(), 0o444); err != nil {
+	os.Chmod(f.Name(), 0o444)
+	if err := os.Rename(f.Name(), filepath.Join(dir, name+".pack")); err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(dir, name+".idx"), ibuf.Bytes(), 0o444); err != nil {
+	if err := writeFileSync(filepath.Join(dir, name+".idx"), idx, 0o444); err != nil {
 		return err
 	}
 	if err := syncDir(dir); err != nil {
@@ -343,6 +347,6 @@ func (r *Repo) pack() error {
 		s := h.String()
 		os.Remove(filepath.Join(r.dir, "objects", s[:2], s[2:]))
 	}
-	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "bytes", buf.Len())
+	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "bytes", size)
 	return nil
 }

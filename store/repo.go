@@ -100,7 +100,7 @@ func Init(dir string, opts *Options) (*Repo, error) {
 		return nil, err
 	}
 	now := r.now().Truncate(time.Second)
-	first, err := r.writeCommit(nil, emptyTree.hash, []plumbing.Hash{}, Signature{Name: "hearth", Email: "hearth@localhost"}, "Initial commit", now, []rawObject{emptyTree})
+	first, err := r.writeCommit(emptyTree.hash, []plumbing.Hash{}, Signature{Name: "hearth", Email: "hearth@localhost"}, "Initial commit", now, []rawObject{emptyTree})
 	if err == nil {
 		var l *refLock
 		if l, err = r.lockRef(DefaultBranch); err == nil {
@@ -182,7 +182,6 @@ func (r *Repo) Close() error {
 		r.closed.Store(true)
 		close(r.done)
 		r.wg.Wait()
-		r.watch.closeAll()
 		r.hist.close()
 		r.db.close()
 	})
@@ -651,7 +650,7 @@ func (r *Repo) Diff(ctx context.Context, from, to, prefix string) ([]Diff, error
 
 // writeCommit writes objs plus a commit object as one durable pack and returns the
 // commit's hash.
-func (r *Repo) writeCommit(_ *refLock, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string, when time.Time, objs []rawObject) (plumbing.Hash, error) {
+func (r *Repo) writeCommit(tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string, when time.Time, objs []rawObject) (plumbing.Hash, error) {
 	sig := object.Signature{Name: author.Name, Email: author.Email, When: when.UTC()}
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
 	mo := &plumbing.MemoryObject{}

@@ -181,7 +181,3 @@ func (ws *watchers) poll() {
 		}
 	}
 }
-
-func (ws *watchers) closeAll() {
-	// Watch goroutines end on r.done and close their channels themselves; r.wg waited.
-}

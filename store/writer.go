@@ -17,7 +17,7 @@ const maxBatch = 512
 // run alone (branch operations, merges, reverts).
 type request struct {
 	change *Change
-	// parents2 is a second parent for a merge commit (with change.Parent as the first).
+	// parent2 is a second parent for a merge commit (with change.Parent as the first).
 	parent2 plumbing.Hash
 	fn      func() (Commit, error)
 	reply   chan result
@@ -140,6 +140,7 @@ func (r *Repo) commitBatch(branch string, batch []*request) {
 		answer(batch, Commit{}, err)
 		return
 	}
+	err = nil
 	var root *mtree
 	var parents []plumbing.Hash
 	var headInfo *commitInfo
@@ -204,7 +205,7 @@ func (r *Repo) commitBatch(branch string, batch []*request) {
 		parents = append(parents, batch[0].parent2)
 	}
 	author, msg, when := r.describe(ok)
-	h, err := r.writeCommit(lock, tree, parents, author, msg, when, objs)
+	h, err := r.writeCommit(tree, parents, author, msg, when, objs)
 	if err == nil {
 		err = lock.commit(toHash(h))
 	}
