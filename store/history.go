@@ -87,16 +87,42 @@ func (x *historyIndex) load() error {
 	if _, err := f.Seek(good, io.SeekStart); err != nil {
 		return err
 	}
+	return nil
+}
+
+// catchUp indexes what the branches have that the index lacks. Open runs it in the
+// background: a repository with much history made elsewhere (a push, a migration, a lost
+// index) opens at once; History, Log and merges wait for the index as they need it.
+func (x *historyIndex) catchUp() {
 	branches, err := x.r.listBranches()
+	if err != nil {
+		x.r.log.Warn("store: history index", "dir", x.r.dir, "err", err)
+		return
+	}
+	for _, b := range branches {
+		if err := x.ensure(plumbing.NewHash(string(b.Head))); err != nil && !errors.Is(err, ErrClosed) {
+			x.r.log.Warn("store: history index", "dir", x.r.dir, "branch", b.Name, "err", err)
+		}
+	}
+}
+
+// addNew indexes a commit just made if its parents are indexed and the index is free;
+// otherwise it leaves it to the next ensure, so a commit never waits for indexing.
+func (x *historyIndex) addNew(h plumbing.Hash) error {
+	if !x.mu.TryLock() {
+		return nil
+	}
+	defer x.mu.Unlock()
+	c, err := x.r.commit(h)
 	if err != nil {
 		return err
 	}
-	for _, b := range branches {
-		if err := x.ensureLocked(plumbing.NewHash(string(b.Head))); err != nil {
-			return err
+	for _, p := range c.Parents {
+		if _, ok := x.nodes[plumbing.NewHash(string(p))]; !ok {
+			return nil
 		}
 	}
-	return nil
+	return x.ensureLocked(h)
 }
 
 func (x *historyIndex) reset() {
@@ -182,6 +208,9 @@ func (x *historyIndex) ensureLocked(head plumbing.Hash) error {
 	}
 	stack := []frame{{h: head}}
 	for len(stack) > 0 {
+		if x.r.closed.Load() {
+			return ErrClosed
+		}
 		f := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if f.done {
@@ -206,6 +235,9 @@ func (x *historyIndex) ensureLocked(head plumbing.Hash) error {
 	}
 	var buf strings.Builder
 	for _, h := range todo {
+		if x.r.closed.Load() {
+			return ErrClosed
+		}
 		ci, err := x.r.commit(h)
 		if err != nil {
 			return err

@@ -141,6 +141,7 @@ func Open(dir string, opts *Options) (*Repo, error) {
 		r.Close()
 		return nil, err
 	}
+	r.wg.Go(r.hist.catchUp)
 	return r, nil
 }
 

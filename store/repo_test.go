@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/store"
+	"github.com/hearth-home/hearth/store/storebench"
 )
 
 // needGit returns the git binary, failing in CI (which installs it) and skipping elsewhere.
@@ -463,4 +464,28 @@ func TestLostPackIndexRebuilt(t *testing.T) {
 		}
 	}
 	gitCmd(t, dir, "fsck", "--strict", "--no-dangling")
+}
+
+// TestOpenWithOutsideHistory opens a repository whose 2 000 commits git fast-import made
+// (the index catches up in the background), commits on top at once, and gets both the
+// outside and the new history right.
+func TestOpenWithOutsideHistory(t *testing.T) {
+	needGit(t)
+	ctx := context.Background()
+	r, _, err := storebench.HistoryRepo(ctx, filepath.Join(t.TempDir(), "h.git"), 2000, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	put(t, r, "k/7", "changed here")
+	h, err := r.History(ctx, "main", "k/7", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 21 || h[0].Message != "put k/7" {
+		t.Fatalf("history of k/7: %d commits, newest %q; want 21, newest ours", len(h), h[0].Message)
+	}
+	if log, err := r.Log(ctx, "main", 0); err != nil || len(log) != 2001 {
+		t.Fatalf("log: %d commits, %v; want 2001", len(log), err)
+	}
 }

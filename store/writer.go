@@ -289,7 +289,7 @@ func (r *Repo) describe(reqs []*request) (Signature, string, time.Time) {
 
 // afterCommit brings the history index and the watchers up to date with a new head.
 func (r *Repo) afterCommit(branch string, old, head plumbing.Hash) {
-	if err := r.hist.ensure(head); err != nil {
+	if err := r.hist.addNew(head); err != nil {
 		r.log.Warn("store: history index", "dir", r.dir, "err", err)
 	}
 	r.watch.headMoved(branch, head)
