@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"bufio"
 	"context"
 	"fmt"
@@ -241,17 +242,61 @@ func (r *Repo) looseObjects() ([]plumbing.Hash, error) {
 }
 
 // Pack consolidates every pack and loose object into one pack with delta compression
-// (git gc without pruning: nothing is deleted that is not in the new pack). It runs in
-// the writer, between commits, and is pure Go: appliance images have no git binary.
+// (git gc without pruning: nothing is deleted that is not in the new pack). It is pure Go
+// (appliance images have no git binary) and runs beside writes, not in the writer: it
+// holds the pack lock, which keeps pack merging (here or in another process) away, and
+// readers find objects again in the new pack. The writer also starts it by itself when
+// the packs have grown past Options.AutoPackBytes and twice their size after the last Pack.
 func (r *Repo) Pack(ctx context.Context) error {
-	_, err := r.run(ctx, func() (Commit, error) { return Commit{}, r.pack() })
-	return err
+	for {
+		if err := r.check(); err != nil {
+			return err
+		}
+		err := r.pack()
+		if !errors.Is(err, errPacking) {
+			return err
+		}
+		select { // pack merging holds the lock for moments; wait for it
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// errPacking: another pack job (here or in another process) holds the pack lock.
+var errPacking = fmt.Errorf("store: pack: another pack job is running: %w", ErrConflict)
+
+// maybeAutoPack starts a background Pack when the packs have grown enough.
+func (r *Repo) maybeAutoPack() {
+	if r.opts.AutoPackBytes < 0 {
+		return
+	}
+	limit := r.opts.AutoPackBytes
+	if limit == 0 {
+		limit = 32 << 20
+	}
+	var total int64
+	r.db.mu.RLock()
+	for _, p := range r.db.packs {
+		total += p.size
+	}
+	r.db.mu.RUnlock()
+	if total < limit || total < 2*r.packedBytes.Load() || !r.packing.CompareAndSwap(false, true) {
+		return
+	}
+	r.wg.Go(func() {
+		defer r.packing.Store(false)
+		if err := r.pack(); err != nil {
+			r.log.Warn("store: automatic pack", "dir", r.dir, "err", err)
+		}
+	})
 }
 
 func (r *Repo) pack() error {
 	unlock, ok := r.lockPacks()
 	if !ok {
-		return fmt.Errorf("store: pack: another process is packing: %w", ErrConflict)
+		return errPacking
 	}
 	defer unlock()
 	if err := r.db.rescan(); err != nil {
@@ -347,6 +392,7 @@ func (r *Repo) pack() error {
 		s := h.String()
 		os.Remove(filepath.Join(r.dir, "objects", s[:2], s[2:]))
 	}
+	r.packedBytes.Store(size)
 	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "bytes", size)
 	return nil
 }

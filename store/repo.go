@@ -32,6 +32,9 @@ type Options struct {
 	PollInterval time.Duration
 	// Now returns the current time (nil: time.Now); tests set it.
 	Now func() time.Time
+	// AutoPackBytes: once the packs hold more than this many bytes and twice what the
+	// last Pack left, a Pack starts in the background (0: 32 MiB; < 0: never).
+	AutoPackBytes int64
 }
 
 // Repo is a versioned store in one bare git repository on disk. It is safe for concurrent
@@ -54,6 +57,9 @@ type Repo struct {
 	once   sync.Once
 
 	watch watchers
+
+	packing     atomic.Bool  // a background Pack is running
+	packedBytes atomic.Int64 // pack bytes the last Pack left
 }
 
 // commitInfo is a decoded commit.

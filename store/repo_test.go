@@ -489,3 +489,42 @@ func TestOpenWithOutsideHistory(t *testing.T) {
 		t.Fatalf("log: %d commits, %v; want 2001", len(log), err)
 	}
 }
+
+// TestAutoPack: with a small AutoPackBytes, many versions of a large, slowly changing value
+// end up delta-compressed by background packs, far below their undeltified size.
+func TestAutoPack(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "auto.git")
+	r, err := store.Init(dir, &store.Options{AutoPackBytes: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 64<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range big {
+		big[i] = byte(rng.Uint32()) // random: only delta compression can shrink the versions
+	}
+	const versions = 60
+	for i := range versions {
+		copy(big[i*16:], fmt.Sprintf("version %04d", i))
+		if _, err := r.Commit(context.Background(), store.Change{Ops: []store.Op{{Key: "doc", Value: big}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close() // waits for a background pack in flight
+	r, err = store.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, err := r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := int64(versions * len(big)); st.PackBytes > raw/2 {
+		t.Errorf("packs hold %d bytes for %d bytes of versions: no background pack compressed them", st.PackBytes, raw)
+	}
+	if v, _, err := r.Get(context.Background(), "main", "doc"); err != nil || string(v) != string(big) {
+		t.Fatalf("doc after packing: %d bytes (want the last version), %v", len(v), err)
+	}
+	gitCmd(t, dir, "fsck", "--strict", "--no-dangling")
+}

@@ -96,6 +96,7 @@ func (r *Repo) writer() {
 		}
 		r.commitBatch(branch, batch)
 		r.maybeMergePacks()
+		r.maybeAutoPack()
 	}
 }
 
