@@ -1,9 +1,9 @@
 package store
 
 import (
-	"errors"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
