@@ -147,6 +147,24 @@ func NewAccounts(s store.Store, opts AccountsOptions) *Accounts {
 	return a
 }
 
+// RepoOpener opens store repositories by name; *store.Repos implements it.
+type RepoOpener interface {
+	Open(ctx context.Context, name string, create bool) (store.Store, error)
+}
+
+// OpenAccounts returns the accounts in the repository AccountsRepo of repos, creating it
+// if needed. The repository belongs to repos (closing repos closes it).
+func OpenAccounts(ctx context.Context, repos RepoOpener, opts AccountsOptions) (*Accounts, error) {
+	s, err := repos.Open(ctx, AccountsRepo, true)
+	if errors.Is(err, store.ErrConflict) { // another process created it just now
+		s, err = repos.Open(ctx, AccountsRepo, true)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signpost: open accounts: %w", err)
+	}
+	return NewAccounts(s, opts), nil
+}
+
 // Limiter returns the rate limiter CheckPassword and CheckToken consult, for services that
 // check credentials of their own (such as tailnet identities) to share it.
 func (a *Accounts) Limiter() *Limiter { return a.limit }

@@ -29,7 +29,7 @@ func main() {
 
 func run() int {
 	fs := flag.NewFlagSet("store", flag.ContinueOnError)
-	data := fs.String("data", "", "data directory: accounts.json and repos/ (required)")
+	data := fs.String("data", "", "data directory: repos/, accounts in repos/system/accounts.git (required)")
 	listen := fs.String("listen", "127.0.0.1:8088", "TCP address to serve on when not socket-activated")
 	idle := fs.Duration("idle-exit", 0, "exit after this long without an open connection (0: never)")
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
@@ -77,13 +77,13 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen string, idl
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	accounts, err := signpost.OpenAccounts(filepath.Join(dataDir, "accounts.json"))
-	if err != nil {
-		return err
-	}
 	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger})
 	if err != nil {
 		return err
+	}
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
 	}
 
 	err = signpost.ServeHTTP(ctx, listeners, storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger}),

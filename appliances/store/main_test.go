@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store"
 )
 
 // buildAppliance compiles this package into a temporary directory.
@@ -43,7 +44,12 @@ func dataWithUser(t *testing.T) string {
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	a, err := signpost.OpenAccounts(filepath.Join(data, "accounts.json"))
+	repos, err := store.OpenRepos(filepath.Join(data, "repos"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repos.Close()
+	a, err := signpost.OpenAccounts(context.Background(), repos, signpost.AccountsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

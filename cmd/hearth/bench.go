@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store"
 	"github.com/hearth-home/hearth/store/storebench"
 )
 
@@ -113,11 +114,7 @@ func applianceRSS(ctx context.Context, tmp, binary string) (int64, error) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return 0, err
 	}
-	accounts, err := signpost.OpenAccounts(filepath.Join(data, "accounts.json"))
-	if err != nil {
-		return 0, err
-	}
-	if err := accounts.Add(ctx, "bench", "bench-password"); err != nil {
+	if err := addBenchUser(ctx, data); err != nil {
 		return 0, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -183,4 +180,17 @@ func rssOf(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// addBenchUser makes the user the appliance benchmark logs in as.
+func addBenchUser(ctx context.Context, data string) error {
+	repos, err := store.OpenRepos(filepath.Join(data, "repos"), nil)
+	if err != nil {
+		return err
+	}
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{})
+	if err == nil {
+		err = accounts.Add(ctx, "bench", "bench-password")
+	}
+	return errors.Join(err, repos.Close())
 }

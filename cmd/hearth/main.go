@@ -45,7 +45,14 @@ func commands() []command {
 		{"up", "[-data DIR] [-listen ADDR]", "run the store and its git and REST API (creates user admin on first run)", cmdUp},
 		{"user add", "[-data DIR] NAME", "add a user; the password is read from standard input", cmdUserAdd},
 		{"user list", "[-data DIR]", "list the users", cmdUserList},
-		{"user token", "[-data DIR] NAME LABEL", "make a bearer token for a user and print it once", cmdUserToken},
+		{"user passwd", "[-data DIR] NAME", "set a user's password, read from standard input", cmdUserPasswd},
+		{"user rm", "[-data DIR] NAME", "remove a user (their repositories stay)", cmdUserRm},
+		{"user disable", "[-data DIR] NAME", "refuse every login of a user", cmdUserDisable},
+		{"user enable", "[-data DIR] NAME", "undo \"user disable\"", cmdUserEnable},
+		{"user app-password add", "[-data DIR] NAME LABEL", "make an app password (also a bearer token) and print it once", cmdAppPasswordAdd},
+		{"user app-password list", "[-data DIR] NAME", "list a user's app passwords", cmdAppPasswordList},
+		{"user app-password revoke", "[-data DIR] NAME LABEL", "revoke an app password", cmdAppPasswordRevoke},
+		{"ca export", "[-data DIR]", "print the local certificate authority's certificate (PEM) for clients to trust", cmdCAExport},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
 }

@@ -39,13 +39,13 @@ func up(ctx context.Context, s stdio, dataDir, listen string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	accounts, err := signpost.OpenAccounts(filepath.Join(dataDir, "accounts.json"))
-	if err != nil {
-		return err
-	}
 	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger})
 	if err != nil {
 		return err
+	}
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -78,10 +78,10 @@ func firstUser(ctx context.Context, accounts *signpost.Accounts) (user, password
 		return "", "", err
 	}
 	if len(users) > 0 {
-		if slices.Contains(users, "admin") {
+		if slices.ContainsFunc(users, func(u signpost.User) bool { return u.Name == "admin" }) {
 			return "admin", "", nil
 		}
-		return users[0], "", nil
+		return users[0].Name, "", nil
 	}
 	raw := make([]byte, 16)
 	rand.Read(raw)

@@ -128,10 +128,10 @@ func TestUp(t *testing.T) {
 	}
 	repos := u.base + "/api/repos"
 
-	// A token made by the CLI while the server runs works at once.
-	code, stdout, stderr := runCmd(t, "", "user", "token", "-data", data, "admin", "test")
+	// An app password (a token) made by the CLI while the server runs works at once.
+	code, stdout, stderr := runCmd(t, "", "user", "app-password", "add", "-data", data, "admin", "test")
 	if code != 0 {
-		t.Fatalf("user token: %s", stderr)
+		t.Fatalf("user app-password add: %s", stderr)
 	}
 	token := strings.TrimSpace(stdout)
 

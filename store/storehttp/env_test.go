@@ -35,14 +35,14 @@ func (a testAuth) known(user string) bool {
 	return false
 }
 
-func (a testAuth) CheckPassword(ctx context.Context, user, password string) error {
+func (a testAuth) CheckPassword(ctx context.Context, remote, user, password string) error {
 	if a.known(user) && password == user+"-pw" {
 		return nil
 	}
 	return errBadCredentials
 }
 
-func (a testAuth) CheckToken(ctx context.Context, token string) (string, error) {
+func (a testAuth) CheckToken(ctx context.Context, remote, token string) (string, error) {
 	user, ok := strings.CutPrefix(token, "token-")
 	if ok && a.known(user) {
 		return user, nil

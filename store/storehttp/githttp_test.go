@@ -33,14 +33,14 @@ import (
 // gitTestAuth accepts alice and bob with the password "pw".
 type gitTestAuth struct{}
 
-func (gitTestAuth) CheckPassword(ctx context.Context, user, password string) error {
+func (gitTestAuth) CheckPassword(ctx context.Context, remote, user, password string) error {
 	if (user == "alice" || user == "bob") && password == "pw" {
 		return nil
 	}
 	return errors.New("bad credentials")
 }
 
-func (gitTestAuth) CheckToken(ctx context.Context, token string) (string, error) {
+func (gitTestAuth) CheckToken(ctx context.Context, remote, token string) (string, error) {
 	return "", errors.New("no tokens")
 }
 

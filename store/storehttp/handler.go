@@ -30,10 +30,11 @@ var (
 
 // Authenticator checks credentials; signpost's accounts implement it.
 type Authenticator interface {
-	// CheckPassword returns nil when password is user's password.
-	CheckPassword(ctx context.Context, user, password string) error
+	// CheckPassword returns nil when password is user's password. remote is the client's
+	// address (host:port), for rate limiting failures.
+	CheckPassword(ctx context.Context, remote, user, password string) error
 	// CheckToken returns the user a bearer token belongs to, or an error if it is not valid.
-	CheckToken(ctx context.Context, token string) (user string, err error)
+	CheckToken(ctx context.Context, remote, token string) (user string, err error)
 }
 
 // Options configure a Handler.
@@ -123,7 +124,7 @@ func (h *Handler) authenticate(r *http.Request) (string, error) {
 		if token == "" {
 			return "", errNoCredentials
 		}
-		user, err := h.auth.CheckToken(ctx, token)
+		user, err := h.auth.CheckToken(ctx, r.RemoteAddr, token)
 		if err != nil {
 			return "", err
 		}
@@ -136,7 +137,7 @@ func (h *Handler) authenticate(r *http.Request) (string, error) {
 	if !ok || user == "" {
 		return "", errNoCredentials
 	}
-	if err := h.auth.CheckPassword(ctx, user, password); err != nil {
+	if err := h.auth.CheckPassword(ctx, r.RemoteAddr, user, password); err != nil {
 		return "", err
 	}
 	return user, nil
