@@ -2,6 +2,7 @@ package signpost
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,4 +103,48 @@ func idleExit(d time.Duration, exit func()) func(net.Conn, http.ConnState) {
 			}
 		}
 	}
+}
+
+// HTTPListeners returns the listeners an HTTP appliance serves on. When the process was
+// socket-activated (jitsu, systemd), those sockets: the one named "https" in
+// LISTEN_FDNAMES serves TLS with cfg, the others plain HTTP. Otherwise it listens on
+// plainAddr (plain HTTP; keep it on loopback, where RequireTLS lets credentials through)
+// and tlsAddr (HTTPS), each unless empty. getenv is os.Getenv in a main.
+func HTTPListeners(getenv func(string) string, plainAddr, tlsAddr string, cfg *tls.Config) ([]net.Listener, error) {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	ls, names, err := activated(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if ls != nil {
+		for i, name := range names {
+			if name == "https" {
+				ls[i] = tls.NewListener(ls[i], cfg)
+			}
+		}
+		return ls, nil
+	}
+	var out []net.Listener
+	for _, a := range []struct {
+		addr   string
+		secure bool
+	}{{plainAddr, false}, {tlsAddr, true}} {
+		if a.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("signpost: listen: %w", err)
+		}
+		if a.secure {
+			ln = tls.NewListener(ln, cfg)
+		}
+		out = append(out, ln)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("signpost: no address to listen on")
+	}
+	return out, nil
 }

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,7 +29,8 @@ func main() {
 func run() int {
 	fs := flag.NewFlagSet("store", flag.ContinueOnError)
 	data := fs.String("data", "", "data directory: repos/, accounts in repos/system/accounts.git (required)")
-	listen := fs.String("listen", "127.0.0.1:8088", "TCP address to serve on when not socket-activated")
+	listen := fs.String("listen", "127.0.0.1:8088", "plain HTTP address when not socket-activated (keep it on loopback; empty: none)")
+	https := fs.String("https", "127.0.0.1:8443", "HTTPS address when not socket-activated (empty: none)")
 	idle := fs.Duration("idle-exit", 0, "exit after this long without an open connection (0: never)")
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -51,7 +51,7 @@ func run() int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, *data, *listen, *idle); err != nil {
+	if err := serve(ctx, logger, *data, *listen, *https, *idle); err != nil {
 		logger.Error("store stopped", "err", err)
 		return 1
 	}
@@ -59,23 +59,21 @@ func run() int {
 }
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle for idle.
-func serve(ctx context.Context, logger *slog.Logger, dataDir, listen string, idle time.Duration) error {
-	listeners, err := signpost.Listeners(os.Getenv)
+// It serves HTTPS with a certificate from the home CA, and plain HTTP for loopback clients.
+func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	ca, names, err := signpost.OpenHomeCA(dataDir, signpost.CAOptions{Logger: logger})
+	if err != nil {
+		return err
+	}
+	listeners, err := signpost.HTTPListeners(os.Getenv, listen, https, ca.ServerConfig(names.DNSNames(), nil))
 	if err != nil {
 		return err
 	}
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		os.Unsetenv(k) // the descriptors are ours now, not our children's
-	}
-	if listeners == nil {
-		ln, err := net.Listen("tcp", listen)
-		if err != nil {
-			return err
-		}
-		listeners = []net.Listener{ln}
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
 	}
 	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger})
 	if err != nil {
@@ -85,8 +83,8 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen string, idl
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
-
-	err = signpost.ServeHTTP(ctx, listeners, storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger}),
+	handler := storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger})
+	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(handler, names.Port("store", "https")),
 		signpost.ServeOptions{Logger: logger, IdleExit: idle})
 	if cerr := repos.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))

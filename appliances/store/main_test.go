@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -164,7 +166,7 @@ func TestAppliance(t *testing.T) {
 	bin := buildAppliance(t)
 
 	t.Run("listen flag, stops on SIGTERM", func(t *testing.T) {
-		a := start(t, bin, []string{"-data", dataWithUser(t), "-listen", "127.0.0.1:0"}, nil)
+		a := start(t, bin, []string{"-data", dataWithUser(t), "-listen", "127.0.0.1:0", "-https", ""}, nil)
 		checkServes(t, a.addr)
 		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -211,8 +213,59 @@ func TestAppliance(t *testing.T) {
 		}
 	})
 
+	t.Run("https with the home CA beside plain http on loopback", func(t *testing.T) {
+		var files []*os.File
+		var addrs []string
+		for range 2 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := l.(*net.TCPListener).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, addrs = append(files, f), append(addrs, l.Addr().String())
+			l.Close()
+		}
+		data := dataWithUser(t)
+		start(t, bin, []string{"-data", data}, []string{"LISTEN_FDS=2", "LISTEN_FDNAMES=http:https"}, files...)
+		for _, f := range files {
+			f.Close()
+		}
+		checkServes(t, addrs[0]) // plain HTTP from loopback may carry credentials
+		pem, err := os.ReadFile(filepath.Join(data, "ca", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			t.Fatal("ca.crt holds no certificate")
+		}
+		for _, name := range []string{"store.home.arpa", "localhost"} {
+			client := &http.Client{Transport: &http.Transport{
+				DisableKeepAlives: true,
+				TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: name},
+			}}
+			req, _ := http.NewRequest("GET", "https://"+addrs[1]+"/api/repos", nil)
+			req.SetBasicAuth("alice", "alice-password")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("https as %s, trusting only the home CA: %v", name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("https as %s: %s", name, resp.Status)
+			}
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: "store.home.arpa"}}}
+		if _, err := client.Get("https://" + addrs[1] + "/api/repos"); err == nil {
+			t.Fatal("a client that does not trust the home CA connected")
+		}
+	})
+
 	t.Run("idle exit waits for open connections", func(t *testing.T) {
-		a := start(t, bin, []string{"-data", dataWithUser(t), "-listen", "127.0.0.1:0", "-idle-exit", "200ms"}, nil)
+		a := start(t, bin, []string{"-data", dataWithUser(t), "-listen", "127.0.0.1:0", "-https", "", "-idle-exit", "200ms"}, nil)
 		c, err := net.Dial("tcp", a.addr)
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -37,6 +39,7 @@ func (s *syncBuffer) String() string {
 // upServer is a running "hearth up".
 type upServer struct {
 	base     string // http://127.0.0.1:PORT
+	secure   string // https://localhost:PORT
 	password string // of admin, when this run created it
 	cancel   context.CancelFunc
 	finished chan struct{} // closed when run has returned and its output is read
@@ -53,7 +56,7 @@ func startUp(t *testing.T, data string) *upServer {
 	u := &upServer{cancel: cancel, finished: make(chan struct{}), stderr: &syncBuffer{}}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"up", "-data", data, "-listen", "127.0.0.1:0"}, strings.NewReader(""), pw, u.stderr)
+		code <- run(ctx, []string{"up", "-data", data, "-listen", "127.0.0.1:0", "-https", "127.0.0.1:0"}, strings.NewReader(""), pw, u.stderr)
 		pw.Close()
 	}()
 	t.Cleanup(func() { u.stop() })
@@ -67,6 +70,9 @@ func startUp(t *testing.T, data string) *upServer {
 		}
 		if m := regexp.MustCompile(`store REST API +(http://127\.0\.0\.1:\d+)/api/repos$`).FindStringSubmatch(line); m != nil {
 			u.base = m[1]
+		}
+		if m := regexp.MustCompile(`store REST API \(TLS\) +(https://localhost:\d+)/api/repos$`).FindStringSubmatch(line); m != nil {
+			u.secure = m[1]
 		}
 		if strings.Contains(line, "git clone http://admin@127.0.0.1:") {
 			break
@@ -237,5 +243,37 @@ func TestUpErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUpServesHTTPS: "hearth up" serves the store over TLS with a certificate that a client
+// trusting only the CA from "hearth ca export" accepts.
+func TestUpServesHTTPS(t *testing.T) {
+	data := t.TempDir()
+	u := startUp(t, data)
+	if u.secure == "" {
+		t.Fatal("the welcome shows no HTTPS address")
+	}
+	var pemOut, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"ca", "export", "-data", data}, nil, &pemOut, &errOut); code != 0 {
+		t.Fatalf("hearth ca export: %d %s", code, errOut.String())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemOut.Bytes()) {
+		t.Fatalf("hearth ca export printed no certificate: %q", pemOut.String())
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", u.secure+"/api/repos", nil)
+	req.SetBasicAuth("admin", u.password)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("https with the exported CA: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("https: %s", resp.Status)
+	}
+	if _, err := http.Get(u.secure + "/api/repos"); err == nil {
+		t.Fatal("a client that does not trust the home CA connected")
 	}
 }
