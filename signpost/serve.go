@@ -46,6 +46,7 @@ func ServeHTTP(ctx context.Context, listeners []net.Listener, h http.Handler, op
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnContext:       markTrusted,
 	}
 	if opts.IdleExit > 0 {
 		srv.ConnState = idleExit(opts.IdleExit, func() {

@@ -55,3 +55,57 @@ func TestServeHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestTrustedListenerCarriesCredentials: over a real socket, a request with credentials
+// that RequireTLS would refuse from a non-loopback address passes when the connection
+// came from a TrustedListener (a tailnet), and IsTrustedConn tells the two apart.
+func TestTrustedListenerCarriesCredentials(t *testing.T) {
+	seen := make(chan bool, 2)
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- OverTrustedTransport(r.Context())
+		io.WriteString(w, "in")
+	})
+	// The handler sees the client as a LAN address, as a tailnet or LAN peer would be.
+	lanView := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.RemoteAddr = "192.168.1.20:5555"
+			h.ServeHTTP(w, r)
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		want    int
+	}{
+		{"plain listener: refused", false, http.StatusForbidden},
+		{"trusted listener: passes", true, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			if tc.trusted {
+				ln = TrustedListener(ln)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- ServeHTTP(ctx, []net.Listener{ln}, lanView(RequireTLS(inner, 8443)), ServeOptions{}) }()
+			defer func() { cancel(); <-done }()
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			req.SetBasicAuth("alice", "pw")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.trusted && !<-seen {
+				t.Error("the handler did not see the trusted transport")
+			}
+		})
+	}
+}

@@ -38,13 +38,14 @@ func loopbackHostPort(s string) bool {
 }
 
 // RequireTLS wraps h so that a request carrying credentials (an Authorization header) that
-// arrived without TLS from an address other than loopback is refused with 403 Forbidden
+// arrived without TLS from an address other than loopback, nor over a TrustedListener
+// (served by ServeHTTP), is refused with 403 Forbidden
 // and a JSON error telling the client to use https:// instead; nothing reaches h. Requests
 // without credentials pass, so public pages and 401 challenges still work. httpsPort is
 // the port to point the client to (0: the default, 443).
 func RequireTLS(h http.Handler, httpsPort int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil || r.Header.Get("Authorization") == "" || loopbackHostPort(r.RemoteAddr) {
+		if r.TLS != nil || r.Header.Get("Authorization") == "" || loopbackHostPort(r.RemoteAddr) || OverTrustedTransport(r.Context()) {
 			h.ServeHTTP(w, r)
 			return
 		}

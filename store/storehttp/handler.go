@@ -51,6 +51,11 @@ type Options struct {
 	// is authored by the authenticated user; set it only where clients are trusted, such as
 	// the conformance tests.
 	TrustAuthors bool
+	// PeerUser, when set, names the user a request's peer may act as without a password:
+	// a tailnet device whose login is mapped to an account that opted in. It is asked when
+	// a request carries no credentials, or Basic credentials for that same user (clients
+	// that always send a password); remote is the request's RemoteAddr.
+	PeerUser func(ctx context.Context, remote string) (user string, ok bool)
 }
 
 // Handler serves the store's REST API (see the package documentation); it implements
@@ -63,6 +68,7 @@ type Handler struct {
 	maxChange int64
 	keepAlive time.Duration
 	trust     bool
+	peerUser  func(ctx context.Context, remote string) (string, bool)
 }
 
 // NewHandler returns a Handler serving repos.
@@ -72,6 +78,7 @@ func NewHandler(repos Repos, opts Options) *Handler {
 		auth:      opts.Auth,
 		log:       opts.Logger,
 		maxBody:   opts.MaxBody,
+		peerUser:  opts.PeerUser,
 		keepAlive: 15 * time.Second,
 		trust:     opts.TrustAuthors,
 	}
@@ -134,6 +141,11 @@ func (h *Handler) authenticate(r *http.Request) (string, error) {
 		return user, nil
 	}
 	user, password, ok := r.BasicAuth()
+	if h.peerUser != nil && (!ok || user != "") {
+		if peer, known := h.peerUser(ctx, r.RemoteAddr); known && (!ok || peer == user) {
+			return peer, nil
+		}
+	}
 	if !ok || user == "" {
 		return "", errNoCredentials
 	}
