@@ -32,6 +32,7 @@ func run() int {
 	listen := fs.String("listen", "127.0.0.1:8088", "plain HTTP address when not socket-activated (keep it on loopback; empty: none)")
 	https := fs.String("https", "127.0.0.1:8443", "HTTPS address when not socket-activated (empty: none)")
 	idle := fs.Duration("idle-exit", 0, "exit after this long without an open connection (0: never)")
+	ts := addTailnetFlags(fs)
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -51,7 +52,7 @@ func run() int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, *data, *listen, *https, *idle); err != nil {
+	if err := serve(ctx, logger, *data, *listen, *https, *idle, ts); err != nil {
 		logger.Error("store stopped", "err", err)
 		return 1
 	}
@@ -60,7 +61,7 @@ func run() int {
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle for idle.
 // It serves HTTPS with a certificate from the home CA, and plain HTTP for loopback clients.
-func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration) error {
+func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration, ts tailnetFlags) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
@@ -83,7 +84,15 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
-	handler := storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger})
+	tln, peerUser, leave, err := ts.join(ctx, logger, dataDir, accounts)
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	defer leave()
+	if tln != nil {
+		listeners = append(listeners, signpost.TrustedListener(tln))
+	}
+	handler := storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger, PeerUser: peerUser})
 	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(handler, names.Port("store", "https")),
 		signpost.ServeOptions{Logger: logger, IdleExit: idle})
 	if cerr := repos.Close(); cerr != nil {
