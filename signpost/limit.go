@@ -14,6 +14,23 @@ import (
 // the attempt was refused without checking the credentials. Try again later.
 var ErrThrottled = errors.New("signpost: too many failed logins, try again later")
 
+// ThrottledError is the error a throttled login gets: it matches ErrThrottled and says
+// how long to wait, which protocol edges pass on (HTTP 429 with Retry-After).
+type ThrottledError struct {
+	What string        // "address 192.0.2.1" or "user alice"
+	Wait time.Duration // until the next attempt is checked
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%v (%s, %s left)", ErrThrottled, e.What, e.Wait.Round(time.Second))
+}
+
+// Is makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// RetryAfter is how long the client should wait.
+func (e *ThrottledError) RetryAfter() time.Duration { return e.Wait }
+
 // LimitOptions configure a Limiter. Zero fields take the defaults given.
 type LimitOptions struct {
 	// Logger receives failures and lockouts (user and address, never a password).
@@ -137,7 +154,7 @@ func (l *Limiter) Allow(remote, user string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.live("a "+addr, now); e != nil && now.Before(e.until) {
-		return fmt.Errorf("%w (address %s, %s left)", ErrThrottled, addr, e.until.Sub(now).Round(time.Second))
+		return &ThrottledError{What: "address " + addr, Wait: e.until.Sub(now)}
 	}
 	if user == "" {
 		return nil
@@ -146,7 +163,7 @@ func (l *Limiter) Allow(remote, user string) error {
 		if t, ok := e.trusted[addr]; ok && now.Sub(t) < l.o.TrustFor {
 			return nil
 		}
-		return fmt.Errorf("%w (user %s, %s left)", ErrThrottled, truncate(user), e.until.Sub(now).Round(time.Second))
+		return &ThrottledError{What: "user " + truncate(user), Wait: e.until.Sub(now)}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/hearth-home/hearth/signpost"
@@ -117,5 +118,49 @@ func TestAuthMatrix(t *testing.T) {
 				t.Fatalf("status %d, body %q", status, body)
 			}
 		})
+	}
+}
+
+// TestThrottledLoginOverHTTP: a run of wrong passwords from one client turns into 429 Too
+// Many Requests with a Retry-After, and then even the right password is refused until
+// the wait is over (no argon2id run is spent on a throttled attempt).
+func TestThrottledLoginOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	repos := memstore.NewRepos(nil)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Add(ctx, "alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: quiet}))
+	defer srv.Close()
+	var throttled *http.Response
+	for i := range 10 {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/repos", nil)
+		req.SetBasicAuth("alice", "guess-"+strconv.Itoa(i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			throttled = resp
+			break
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %s", i, resp.Status)
+		}
+	}
+	if throttled == nil {
+		t.Fatal("10 wrong passwords in a row were never throttled")
+	}
+	if s, err := strconv.Atoi(throttled.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q", throttled.Header.Get("Retry-After"))
+	}
+	if status, _, _ := request(t, "GET", srv.URL+"/api/repos", "", basic("alice", "alice-password")); status != http.StatusTooManyRequests {
+		t.Fatalf("the right password while throttled: %d, want 429", status)
 	}
 }

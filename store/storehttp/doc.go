@@ -8,7 +8,8 @@
 //
 // Every request needs credentials: HTTP Basic (checked with Authenticator.CheckPassword) or
 // "Authorization: Bearer TOKEN" (Authenticator.CheckToken). Missing or bad credentials get
-// 401 with `WWW-Authenticate: Basic realm="hearth"`. A user may use only the repositories
+// 401 with `WWW-Authenticate: Basic realm="hearth"`, or 429 with `Retry-After` while the
+// authenticator throttles failed logins. A user may use only the repositories
 // they own (REPO is "owner/name" and owner is the user name); any other repository answers
 // 404, whether it exists or not. Writes to a missing repository of one's own (PUT or DELETE
 // of a key, POST commits, git push) create it; reads of a missing repository answer 404.

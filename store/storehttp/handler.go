@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +99,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, err := h.authenticate(r)
 	if err != nil {
 		h.log.DebugContext(r.Context(), "storehttp: authentication failed", "path", r.URL.Path, "err", err)
+		// An authenticator that throttles failed logins says how long to wait.
+		var throttled interface{ RetryAfter() time.Duration }
+		if errors.As(err, &throttled) {
+			secs := int(math.Ceil(throttled.RetryAfter().Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			writeError(w, http.StatusTooManyRequests, "too many failed logins; try again later")
+			return
+		}
 		w.Header().Set("WWW-Authenticate", wwwAuthenticate)
 		writeError(w, http.StatusUnauthorized, "authentication required")
 		return
