@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -547,6 +548,27 @@ func (a *Accounts) CheckToken(ctx context.Context, remote, token string) (string
 	}
 	a.limit.Success(remote, "")
 	return user, nil
+}
+
+// TailnetLogin is a tailnet login mapped to an account.
+type TailnetLogin struct {
+	Login, User  string
+	Passwordless bool // the account accepts this device without a password
+	Created      time.Time
+}
+
+// TailnetLogins lists the tailnet logins mapped to accounts, sorted by login.
+func (a *Accounts) TailnetLogins(ctx context.Context) ([]TailnetLogin, error) {
+	entries, err := a.tailnetEntries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("signpost: list tailnet logins: %w", err)
+	}
+	out := make([]TailnetLogin, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, TailnetLogin{Login: e.rec.Login, User: e.rec.User, Passwordless: e.rec.Passwordless, Created: e.rec.Created})
+	}
+	slices.SortFunc(out, func(x, y TailnetLogin) int { return strings.Compare(x.Login, y.Login) })
+	return out, nil
 }
 
 // tailnetEntry is a stored tailnet mapping and its version.

@@ -52,6 +52,9 @@ func commands() []command {
 		{"user app-password add", "[-data DIR] NAME LABEL", "make an app password (also a bearer token) and print it once", cmdAppPasswordAdd},
 		{"user app-password list", "[-data DIR] NAME", "list a user's app passwords", cmdAppPasswordList},
 		{"user app-password revoke", "[-data DIR] NAME LABEL", "revoke an app password", cmdAppPasswordRevoke},
+		{"user tailnet map", "[-data DIR] [-passwordless] NAME LOGIN", "map a tailnet login (a device of the user's) to a user", cmdTailnetMap},
+		{"user tailnet unmap", "[-data DIR] NAME LOGIN", "remove a tailnet login's mapping", cmdTailnetUnmap},
+		{"user tailnet list", "[-data DIR]", "list the tailnet logins mapped to users", cmdTailnetList},
 		{"ca export", "[-data DIR]", "print the local certificate authority's certificate (PEM) for clients to trust", cmdCAExport},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}

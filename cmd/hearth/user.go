@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,8 +25,18 @@ import (
 // accounts of the data directory and runs fn; it returns the exit status.
 func withAccounts(ctx context.Context, s stdio, name, synopsis string, nargs int, args []string,
 	fn func(a *signpost.Accounts, args []string) error) int {
+	return withAccountsFlags(ctx, s, name, synopsis, nargs, args, nil, fn)
+}
+
+// withAccountsFlags is withAccounts for a command with flags of its own, which addFlags
+// defines on the flag set before parsing.
+func withAccountsFlags(ctx context.Context, s stdio, name, synopsis string, nargs int, args []string,
+	addFlags func(*flag.FlagSet), fn func(a *signpost.Accounts, args []string) error) int {
 	fs := flagSet(s, name, synopsis)
 	data := fs.String("data", defaultData, "data directory of \"hearth up\"")
+	if addFlags != nil {
+		addFlags(fs)
+	}
 	if code, ok := parseFlags(fs, args, nargs); !ok {
 		return code
 	}
@@ -230,4 +241,52 @@ func generatePassword() string {
 	raw := make([]byte, 16)
 	rand.Read(raw)
 	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func cmdTailnetMap(ctx context.Context, s stdio, args []string) int {
+	var passwordless *bool
+	return withAccountsFlags(ctx, s, "user tailnet map", "[-data DIR] [-passwordless] NAME LOGIN", 2, args,
+		func(fs *flag.FlagSet) {
+			passwordless = fs.Bool("passwordless", false, "let this device in without a password (IMAP: any password)")
+		},
+		func(a *signpost.Accounts, args []string) error {
+			if err := a.MapTailnetLogin(ctx, args[1], args[0], *passwordless); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "tailnet login %s is now user %s", args[1], args[0])
+			if *passwordless {
+				fmt.Fprint(s.out, ", without a password")
+			}
+			fmt.Fprintln(s.out)
+			return nil
+		})
+}
+
+func cmdTailnetUnmap(ctx context.Context, s stdio, args []string) int {
+	return withAccounts(ctx, s, "user tailnet unmap", "[-data DIR] NAME LOGIN", 2, args, func(a *signpost.Accounts, args []string) error {
+		user, _, err := a.TailnetUser(ctx, args[1])
+		if err == nil && user != args[0] {
+			return fmt.Errorf("tailnet login %s belongs to %s, not %s", args[1], user, args[0])
+		}
+		return a.UnmapTailnetLogin(ctx, args[1])
+	})
+}
+
+func cmdTailnetList(ctx context.Context, s stdio, args []string) int {
+	return withAccounts(ctx, s, "user tailnet list", "[-data DIR]", 0, args, func(a *signpost.Accounts, _ []string) error {
+		logins, err := a.TailnetLogins(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LOGIN\tUSER\tPASSWORD")
+		for _, l := range logins {
+			pw := "required"
+			if l.Passwordless {
+				pw = "not needed"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Login, l.User, pw)
+		}
+		return tw.Flush()
+	})
 }

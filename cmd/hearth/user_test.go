@@ -121,6 +121,12 @@ func TestUserCommands(t *testing.T) {
 		{"list shows disabled", "", []string{"list"}, 0, `alice \(disabled\)\nbob\n`, ""},
 		{"enable", "", []string{"enable", "alice"}, 0, `enabled user alice\n`, ""},
 		{"disable unknown", "", []string{"disable", "carol"}, 1, ``, "not found"},
+		{"tailnet map", "", []string{"tailnet", "map", "-passwordless", "alice", "alice@example.com"}, 0, `tailnet login alice@example\.com is now user alice, without a password\n`, ""},
+		{"tailnet map unknown user", "", []string{"tailnet", "map", "carol", "carol@example.com"}, 1, ``, "not found"},
+		{"tailnet list", "", []string{"tailnet", "list"}, 0, `LOGIN +USER +PASSWORD\nalice@example\.com +alice +not needed\n`, ""},
+		{"tailnet unmap as another user", "", []string{"tailnet", "unmap", "bob", "alice@example.com"}, 1, ``, "belongs to alice"},
+		{"tailnet unmap", "", []string{"tailnet", "unmap", "alice", "alice@example.com"}, 0, ``, ""},
+		{"tailnet list empty", "", []string{"tailnet", "list"}, 0, `LOGIN +USER +PASSWORD\n`, ""},
 		{"rm", "", []string{"rm", "bob"}, 0, `removed user bob .*\n`, ""},
 		{"rm again", "", []string{"rm", "bob"}, 1, ``, "not found"},
 		{"rm bad name", "", []string{"rm", "Bob"}, 2, ``, "user name"},
@@ -128,8 +134,8 @@ func TestUserCommands(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"user", tc.args[0]}, "-data", data)
-			if tc.args[0] == "app-password" {
-				args = append([]string{"user", "app-password", tc.args[1], "-data", data}, tc.args[2:]...)
+			if tc.args[0] == "app-password" || tc.args[0] == "tailnet" {
+				args = append([]string{"user", tc.args[0], tc.args[1], "-data", data}, tc.args[2:]...)
 			} else {
 				args = append(args, tc.args[1:]...)
 			}
