@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,7 +70,7 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 	if err != nil {
 		return err
 	}
-	listeners, err := signpost.HTTPListeners(os.Getenv, listen, https, ca.ServerConfig(names.DNSNames(), nil))
+	listeners, err := signpost.HTTPListeners(os.Getenv, listen, https, ca.ServerConfig(names.DNSNames(), lanAddrs(logger)))
 	if err != nil {
 		return err
 	}
@@ -99,4 +100,14 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
 	}
 	return err
+}
+
+// lanAddrs are the LAN addresses the certificates name, so clients that connect by
+// address verify them.
+func lanAddrs(logger *slog.Logger) []net.IP {
+	ips, err := signpost.LANAddrs()
+	if err != nil {
+		logger.Warn("no LAN addresses in certificates", "err", err)
+	}
+	return ips
 }

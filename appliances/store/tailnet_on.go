@@ -17,12 +17,14 @@ import (
 
 // tailnetFlags say how the appliance joins the user's tailnet as its own node.
 type tailnetFlags struct {
+	on                                     *bool
 	hostname, dir, authKeyFile, controlURL *string
 }
 
 func addTailnetFlags(fs *flag.FlagSet) tailnetFlags {
 	return tailnetFlags{
-		hostname:    fs.String("ts-hostname", "", "join the tailnet as this node (e.g. store); empty: no tailnet"),
+		on:          fs.Bool("tailnet", false, "join the tailnet as a node of its own, named store (auth key: -ts-authkey-file or $"+tailnet.AuthKeyEnv+")"),
+		hostname:    fs.String("ts-hostname", "store", "the node's name on the tailnet"),
 		dir:         fs.String("ts-dir", "", "tailnet state directory (default DATA/tailscale/HOSTNAME)"),
 		authKeyFile: fs.String("ts-authkey-file", "", "file holding the tailnet auth key (else $"+tailnet.AuthKeyEnv+")"),
 		controlURL:  fs.String("ts-control-url", "", "control server URL (empty: Tailscale's; set it for headscale)"),
@@ -33,7 +35,7 @@ func addTailnetFlags(fs *flag.FlagSet) tailnetFlags {
 // port 80 (plain HTTP: WireGuard encrypts it), the peer identity the handler uses for
 // mapped devices, and how to leave.
 func (f tailnetFlags) join(ctx context.Context, logger *slog.Logger, dataDir string, accounts *signpost.Accounts) (net.Listener, func(context.Context, string) (string, bool), func(), error) {
-	if *f.hostname == "" {
+	if !*f.on {
 		return nil, nil, func() {}, nil
 	}
 	key, err := tailnet.AuthKeyFrom(*f.authKeyFile, os.Getenv)

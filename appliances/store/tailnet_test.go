@@ -58,7 +58,7 @@ func TestApplianceOnTailnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, bin, []string{"-data", data, "-listen", "127.0.0.1:0", "-https", "",
-		"-ts-hostname", "store", "-ts-control-url", tn.ControlURL, "-ts-authkey-file", keyFile},
+		"-tailnet", "-ts-control-url", tn.ControlURL, "-ts-authkey-file", keyFile},
 		tailnettest.Env())
 
 	hc := laptop.HTTPClient()

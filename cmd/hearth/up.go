@@ -53,8 +53,12 @@ func up(ctx context.Context, s stdio, dataDir, listen, https string) error {
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
+	lan, err := signpost.LANAddrs()
+	if err != nil {
+		logger.Warn("no LAN addresses in certificates", "err", err)
+	}
 	noActivation := func(string) string { return "" } // hearth up opens its own sockets
-	lns, err := signpost.HTTPListeners(noActivation, listen, https, ca.ServerConfig(names.DNSNames(), nil))
+	lns, err := signpost.HTTPListeners(noActivation, listen, https, ca.ServerConfig(names.DNSNames(), lan))
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
