@@ -1,4 +1,4 @@
-//go:build !notailnet
+//go:build tailnet
 
 package main
 

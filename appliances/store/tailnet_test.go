@@ -1,5 +1,3 @@
-//go:build !notailnet
-
 package main
 
 import (
@@ -23,7 +21,7 @@ import (
 // without a password; bob's password works over the tailnet too (WireGuard encrypts it,
 // so the plain-HTTP refusal does not apply); a wrong password does not.
 func TestApplianceOnTailnet(t *testing.T) {
-	bin := buildAppliance(t)
+	bin := buildAppliance(t, "tailnet")
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	tn := tailnettest.New(t)
