@@ -305,8 +305,9 @@ func (a *Accounts) SetPassword(ctx context.Context, name, password string) error
 	return nil
 }
 
-// Remove deletes a user, their app passwords and the tailnet logins mapped to them.
-// Their repositories stay. ErrNotFound if there is no such user.
+// Remove deletes a user, their app passwords, the tailnet logins mapped to them and the
+// grants they made and were given (see Grant). Their repositories stay. ErrNotFound if
+// there is no such user.
 func (a *Accounts) Remove(ctx context.Context, name string) error {
 	err := a.updateUser(ctx, name, "remove user "+name, func(u *userRecord, exists bool) (bool, []store.Op, error) {
 		if !exists {
@@ -322,7 +323,11 @@ func (a *Accounts) Remove(ctx context.Context, name string) error {
 				ops = append(ops, store.Op{Key: tailnetKey(m.rec.Login), Delete: true, IfMatch: m.version})
 			}
 		}
-		return false, ops, nil
+		gops, err := a.removeGrantOps(ctx, name)
+		if err != nil {
+			return false, nil, err
+		}
+		return false, append(ops, gops...), nil
 	})
 	if err != nil {
 		return fmt.Errorf("signpost: remove user %q: %w", name, err)
