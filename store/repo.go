@@ -490,7 +490,8 @@ func (r *Repo) flatten(root plumbing.Hash, prefix string) (map[string]Hash, erro
 	return m, err
 }
 
-// diffTrees lists the keys that differ between two trees, skipping equal subtrees.
+// diffTrees lists the keys that differ between two trees, skipping equal subtrees. Both
+// entry lists are in git's order, so it walks them side by side without maps.
 func (r *Repo) diffTrees(a, b plumbing.Hash, prefix string, out *[]Diff) error {
 	if a == b {
 		return nil
@@ -507,66 +508,89 @@ func (r *Repo) diffTrees(a, b plumbing.Hash, prefix string, out *[]Diff) error {
 			return err
 		}
 	}
-	ma := make(map[string]treeEntry, len(ea))
-	for _, e := range ea {
-		ma[e.name] = e
-	}
 	join := func(name string) string {
 		if prefix == "" {
 			return name
 		}
 		return prefix + "/" + name
 	}
-	seen := make(map[string]bool, len(eb))
-	for _, y := range eb {
-		seen[y.name] = true
-		x, ok := ma[y.name]
-		if ok && x.hash == y.hash && x.mode == y.mode {
-			continue
-		}
-		key := join(y.name)
-		var xa plumbing.Hash
-		if ok && x.isDir() {
-			xa = x.hash
-		}
-		if ok && x.isBlob() && !y.isBlob() {
-			*out = append(*out, Diff{Key: key, Kind: Deleted, Old: toHash(x.hash)})
-		}
-		switch {
-		case y.isDir():
-			if err := r.diffTrees(xa, y.hash, key, out); err != nil {
-				return err
-			}
-		case y.isBlob():
-			if ok && x.isBlob() {
-				if x.hash != y.hash {
-					*out = append(*out, Diff{Key: key, Kind: Modified, Old: toHash(x.hash), New: toHash(y.hash)})
-				}
-			} else {
-				*out = append(*out, Diff{Key: key, Kind: Added, New: toHash(y.hash)})
-			}
-		}
-		if ok && x.isDir() && !y.isDir() {
-			if err := r.diffTrees(x.hash, plumbing.ZeroHash, key, out); err != nil {
-				return err
-			}
-		}
-	}
-	for _, x := range ea {
-		if seen[x.name] {
-			continue
-		}
-		key := join(x.name)
+	// gone and came report an entry only one side has.
+	gone := func(x treeEntry) error {
 		switch {
 		case x.isDir():
-			if err := r.diffTrees(x.hash, plumbing.ZeroHash, key, out); err != nil {
-				return err
-			}
+			return r.diffTrees(x.hash, plumbing.ZeroHash, join(x.name), out)
 		case x.isBlob():
-			*out = append(*out, Diff{Key: key, Kind: Deleted, Old: toHash(x.hash)})
+			*out = append(*out, Diff{Key: join(x.name), Kind: Deleted, Old: toHash(x.hash)})
+		}
+		return nil
+	}
+	came := func(y treeEntry) error {
+		switch {
+		case y.isDir():
+			return r.diffTrees(plumbing.ZeroHash, y.hash, join(y.name), out)
+		case y.isBlob():
+			*out = append(*out, Diff{Key: join(y.name), Kind: Added, New: toHash(y.hash)})
+		}
+		return nil
+	}
+	i, j := 0, 0
+	for i < len(ea) || j < len(eb) {
+		c := 0
+		switch {
+		case i == len(ea):
+			c = 1
+		case j == len(eb):
+			c = -1
+		default:
+			c = cmpGitOrder(ea[i], eb[j])
+		}
+		switch {
+		case c < 0:
+			err = gone(ea[i])
+			i++
+		case c > 0:
+			err = came(eb[j])
+			j++
+		default:
+			x, y := ea[i], eb[j]
+			i, j = i+1, j+1
+			switch {
+			case x.hash == y.hash && x.mode == y.mode:
+			case x.isDir(): // both directories (same sort name)
+				err = r.diffTrees(x.hash, y.hash, join(y.name), out)
+			case x.isBlob() && y.isBlob():
+				*out = append(*out, Diff{Key: join(y.name), Kind: Modified, Old: toHash(x.hash), New: toHash(y.hash)})
+			default: // a blob and a symlink or submodule: not keys on one side
+				if err = gone(x); err == nil {
+					err = came(y)
+				}
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// cmpGitOrder compares tree entries in git's order: by name, a directory's name as if
+// it ended in "/".
+func cmpGitOrder(a, b treeEntry) int {
+	n := min(len(a.name), len(b.name))
+	if c := strings.Compare(a.name[:n], b.name[:n]); c != 0 {
+		return c
+	}
+	next := func(e treeEntry) int {
+		switch {
+		case len(e.name) > n:
+			return int(e.name[n])
+		case e.isDir():
+			return '/'
+		default:
+			return -1 // the name ends here
+		}
+	}
+	return next(a) - next(b)
 }
 
 // diffCommits lists the keys below prefix that differ between the trees of two commits

@@ -528,3 +528,37 @@ func TestAutoPack(t *testing.T) {
 	}
 	gitCmd(t, dir, "fsck", "--strict", "--no-dangling")
 }
+
+// TestGitTreeOrder: names that sort differently as directories ("a" as "a/") are written in
+// git's order (fsck --strict checks it) and diffed exactly.
+func TestGitTreeOrder(t *testing.T) {
+	r := newRepo(t, nil)
+	ctx := context.Background()
+	first, err := r.Commit(ctx, store.Change{Ops: []store.Op{
+		{Key: "a/b", Value: []byte("1")}, {Key: "a.b", Value: []byte("2")},
+		{Key: "a-c", Value: []byte("3")}, {Key: "a0", Value: []byte("4")}, {Key: "a/c/d", Value: []byte("5")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, r.Dir(), "fsck", "--strict", "--no-dangling")
+	second, err := r.Commit(ctx, store.Change{Ops: []store.Op{
+		{Key: "a.b", Delete: true}, {Key: "a/c/d", Value: []byte("changed")}, {Key: "a/0", Value: []byte("new")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := r.Diff(ctx, string(first.ID), string(second.ID), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range diffs {
+		got = append(got, string(d.Kind)+" "+d.Key)
+	}
+	want := []string{"deleted a.b", "added a/0", "modified a/c/d"} // sorted by key
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("diff = %v, want %v", got, want)
+	}
+	gitCmd(t, r.Dir(), "fsck", "--strict", "--no-dangling")
+}

@@ -47,7 +47,7 @@ func parseTree(data []byte) ([]treeEntry, error) {
 
 // encodeTree encodes entries in git's order: by name, a directory compared as name + "/".
 func encodeTree(entries []treeEntry) []byte {
-	slices.SortFunc(entries, func(a, b treeEntry) int { return strings.Compare(sortName(a), sortName(b)) })
+	slices.SortFunc(entries, cmpGitOrder)
 	var b bytes.Buffer
 	for _, e := range entries {
 		mode := "100644"
@@ -68,13 +68,6 @@ func encodeTree(entries []treeEntry) []byte {
 		b.Write(e.hash[:])
 	}
 	return b.Bytes()
-}
-
-func sortName(e treeEntry) string {
-	if e.isDir() {
-		return e.name + "/"
-	}
-	return e.name
 }
 
 var emptyTree = newObject(plumbing.TreeObject, nil)
