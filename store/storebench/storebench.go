@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func (r Rate) PerSecond() float64 {
 // DurableWrites makes n acknowledged commits of one small key each into a new repository
 // at dir, from the given number of concurrent writers on one branch.
 func DurableWrites(ctx context.Context, dir string, writers, n int) (Rate, error) {
-	r, err := store.Init(dir, nil)
+	r, err := store.Init(dir, quiet())
 	if err != nil {
 		return Rate{}, err
 	}
@@ -127,7 +128,7 @@ func FastImport(ctx context.Context, dir string, n, keys int) error {
 // (made with git fast-import, commit i changing key k/(i % keys)) and opens it, which
 // indexes them. It returns the repository and how long opening took.
 func HistoryRepo(ctx context.Context, dir string, commits, keys int) (*store.Repo, time.Duration, error) {
-	r, err := store.Init(dir, nil)
+	r, err := store.Init(dir, quiet())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -140,7 +141,7 @@ func HistoryRepo(ctx context.Context, dir string, commits, keys int) (*store.Rep
 		return nil, 0, err
 	}
 	start := time.Now()
-	r, err = store.Open(dir, nil)
+	r, err = store.Open(dir, quiet())
 	return r, time.Since(start), err
 }
 
@@ -173,4 +174,10 @@ func GitLogPath(ctx context.Context, dir string) (time.Duration, error) {
 		return 0, fmt.Errorf("storebench: git log: %v: %s", err, out)
 	}
 	return time.Since(start), nil
+}
+
+// quiet is the store options of the workloads: logs (background packs) would garble the
+// benchmark output.
+func quiet() *store.Options {
+	return &store.Options{Logger: slog.New(slog.DiscardHandler)}
 }
