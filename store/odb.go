@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +40,10 @@ type odb struct {
 
 	mu    sync.RWMutex
 	packs []*pack
+
+	// Compressors and buffers reused across packs: a zlib writer holds hundreds of KiB
+	// of state, too much to make per commit.
+	zlibFast, zlibHuff, bufs sync.Pool
 }
 
 // pack is one pack file with its index. go-git's Packfile is not safe for concurrent
@@ -184,6 +191,11 @@ func openPack(dir, name string, c cache.Object) (*pack, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openPackWith(dir, name, idx, c)
+}
+
+// openPackWith opens a pack whose index is already decoded.
+func openPackWith(dir, name string, idx *idxfile.MemoryIndex, c cache.Object) (*pack, error) {
 	pf, err := osfs.New(dir).Open(name + ".pack")
 	if err != nil {
 		return nil, err
@@ -344,6 +356,7 @@ func (db *odb) loose(h plumbing.Hash) (plumbing.EncodedObject, error) {
 // packBuilder streams a pack to a temporary file in the pack directory, hashing it as it
 // goes, and builds its index. The object count in the header must be known up front.
 type packBuilder struct {
+	db   *odb
 	dir  string
 	f    *os.File
 	w    *bufio.Writer
@@ -353,23 +366,32 @@ type packBuilder struct {
 	n    uint32
 	iw   *idxfile.Writer
 	seen map[plumbing.Hash]bool
-	zbuf bytes.Buffer
-	zw   map[int]*zlib.Writer
-	err  error
+	// offsets says where each object landed, for deltas copied from other packs.
+	offsets map[plumbing.Hash]int64
+	zbuf    bytes.Buffer
+	hdr     bytes.Buffer
+	zw      map[int]*zlib.Writer
+	err     error
 }
 
-// newPackBuilder starts a pack of exactly count distinct objects.
-func newPackBuilder(dir string, count int) (*packBuilder, error) {
+// newPackBuilder starts a pack of exactly count distinct objects in db's pack directory.
+func newPackBuilder(db *odb, count int) (*packBuilder, error) {
+	dir := db.packDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-pack-*")
+	f, err := createTemp(dir, ".tmp-pack-", 0o444)
 	if err != nil {
 		return nil, err
 	}
-	b := &packBuilder{dir: dir, f: f, sum: sha1.New(), want: uint32(count), iw: new(idxfile.Writer),
-		seen: make(map[plumbing.Hash]bool, count), zw: map[int]*zlib.Writer{}}
-	b.w = bufio.NewWriterSize(io.MultiWriter(f, b.sum), 1<<16)
+	b := &packBuilder{db: db, dir: dir, f: f, sum: sha1.New(), want: uint32(count), iw: new(idxfile.Writer),
+		seen: make(map[plumbing.Hash]bool, count), offsets: make(map[plumbing.Hash]int64, count), zw: map[int]*zlib.Writer{}}
+	if w, ok := db.bufs.Get().(*bufio.Writer); ok {
+		w.Reset(io.MultiWriter(f, b.sum))
+		b.w = w
+	} else {
+		b.w = bufio.NewWriterSize(io.MultiWriter(f, b.sum), 1<<16)
+	}
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
 	binary.BigEndian.PutUint32(hdr[4:], 2)
@@ -390,6 +412,27 @@ func (b *packBuilder) write(p []byte) {
 func (b *packBuilder) abort() {
 	b.f.Close()
 	os.Remove(b.f.Name())
+	b.release()
+}
+
+// release gives the compressors and buffer back for the next pack.
+func (b *packBuilder) release() {
+	for level, zw := range b.zw {
+		b.pool(level).Put(zw)
+	}
+	b.zw = nil
+	if b.w != nil {
+		b.w.Reset(io.Discard)
+		b.db.bufs.Put(b.w)
+		b.w = nil
+	}
+}
+
+func (b *packBuilder) pool(level int) *sync.Pool {
+	if level == zlib.HuffmanOnly {
+		return &b.db.zlibHuff
+	}
+	return &b.db.zlibFast
 }
 
 // add appends an object: trees compressed Huffman-only (they are mostly hashes, and
@@ -405,20 +448,21 @@ func (b *packBuilder) add(o rawObject) {
 	}
 	zw, ok := b.zw[level]
 	if !ok {
-		zw, _ = zlib.NewWriterLevel(&b.zbuf, level)
+		if zw, ok = b.pool(level).Get().(*zlib.Writer); !ok {
+			zw, _ = zlib.NewWriterLevel(&b.zbuf, level)
+		}
 		b.zw[level] = zw
 	}
-	var hdr bytes.Buffer
-	writeObjHeader(&hdr, o.typ, int64(len(o.data)))
+	b.hdr.Reset()
+	writeObjHeader(&b.hdr, o.typ, int64(len(o.data)))
 	b.zbuf.Reset()
 	zw.Reset(&b.zbuf)
 	zw.Write(o.data)
 	zw.Close()
-	crc := crc32.NewIEEE()
-	crc.Write(hdr.Bytes())
-	crc.Write(b.zbuf.Bytes())
-	b.iw.Add(o.hash, uint64(b.off), crc.Sum32())
-	b.write(hdr.Bytes())
+	crc := crc32.Update(crc32.ChecksumIEEE(b.hdr.Bytes()), crc32.IEEETable, b.zbuf.Bytes())
+	b.iw.Add(o.hash, uint64(b.off), crc)
+	b.offsets[o.hash] = b.off
+	b.write(b.hdr.Bytes())
 	b.write(b.zbuf.Bytes())
 	b.n++
 }
@@ -431,6 +475,7 @@ func (b *packBuilder) addRaw(h plumbing.Hash, entry []byte, crc uint32) {
 	}
 	b.seen[h] = true
 	b.iw.Add(h, uint64(b.off), crc)
+	b.offsets[h] = b.off
 	b.write(entry)
 	b.n++
 }
@@ -438,10 +483,12 @@ func (b *packBuilder) addRaw(h plumbing.Hash, entry []byte, crc uint32) {
 // finish completes the pack (fsynced), writes its index, renames both into place and
 // returns the pack's name. Only the pack is fsynced: an index a crash damaged is rebuilt
 // from its pack (rescan). The caller fsyncs the directory.
-func (b *packBuilder) finish() (name string, err error) {
+func (b *packBuilder) finish() (name string, idx *idxfile.MemoryIndex, err error) {
 	defer func() {
 		if err != nil {
 			b.abort()
+		} else {
+			b.release()
 		}
 	}()
 	if b.err == nil && b.n != b.want {
@@ -451,40 +498,39 @@ func (b *packBuilder) finish() (name string, err error) {
 		b.err = b.w.Flush()
 	}
 	if b.err != nil {
-		return "", b.err
+		return "", nil, b.err
 	}
 	var packHash plumbing.Hash
 	copy(packHash[:], b.sum.Sum(nil))
 	if _, err := b.f.Write(packHash[:]); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := b.f.Sync(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := b.f.Close(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := b.iw.OnFooter(packHash); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	idx, err := b.iw.Index()
+	idx, err = b.iw.Index()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var ibuf bytes.Buffer
 	if _, err := idxfile.NewEncoder(&ibuf).Encode(idx); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	name = "pack-" + packHash.String()
-	os.Chmod(b.f.Name(), 0o444)
 	// The pack goes in place first and the index last: readers find packs by their index.
 	if err := os.Rename(b.f.Name(), filepath.Join(b.dir, name+".pack")); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := writeFile(filepath.Join(b.dir, name+".idx"), ibuf.Bytes(), 0o444, false); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return name, nil
+	return name, idx, nil
 }
 
 // writePack writes objects as one durable pack plus index and makes them readable.
@@ -496,7 +542,7 @@ func (db *odb) writePack(objs []rawObject) error {
 	if len(distinct) == 0 {
 		return nil
 	}
-	b, err := newPackBuilder(db.packDir(), len(distinct))
+	b, err := newPackBuilder(db, len(distinct))
 	if err != nil {
 		return err
 	}
@@ -508,14 +554,14 @@ func (db *odb) writePack(objs []rawObject) error {
 
 // installPack finishes a pack, fsyncs the pack directory and opens the pack.
 func (db *odb) installPack(b *packBuilder) error {
-	name, err := b.finish()
+	name, idx, err := b.finish()
 	if err != nil {
 		return err
 	}
 	if err := syncDir(b.dir); err != nil {
 		return err
 	}
-	p, err := openPack(b.dir, name, db.cache)
+	p, err := openPackWith(b.dir, name, idx, db.cache)
 	if err != nil {
 		return err
 	}
@@ -538,12 +584,26 @@ func writeObjHeader(w *bytes.Buffer, t plumbing.ObjectType, size int64) {
 
 // writeFileSync writes data to path atomically and durably: a temporary file in the same
 // directory, fsynced, then renamed. The caller fsyncs the directory.
+// createTemp creates a new file with a random name in dir, opened for writing, with its
+// final mode from the start (no chmod before the rename).
+func createTemp(dir, prefix string, mode os.FileMode) (*os.File, error) {
+	for range 100 {
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		f, err := os.OpenFile(filepath.Join(dir, prefix+hex.EncodeToString(rnd[:])), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("store: cannot create a temporary file in %s", dir)
+}
+
 func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	return writeFile(path, data, mode, true)
 }
 
 func writeFile(path string, data []byte, mode os.FileMode, sync bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := createTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-", mode)
 	if err != nil {
 		return err
 	}
@@ -554,9 +614,6 @@ func writeFile(path string, data []byte, mode os.FileMode, sync bool) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

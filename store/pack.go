@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -95,7 +96,7 @@ func (r *Repo) mergePacks(packs []*pack) error {
 			return err
 		}
 	}
-	b, err := newPackBuilder(r.db.packDir(), len(distinct))
+	b, err := newPackBuilder(r.db, len(distinct))
 	if err != nil {
 		return err
 	}
@@ -168,7 +169,21 @@ func copyPack(b *packBuilder, dir string, p *pack) error {
 		switch plumbing.ObjectType(entry[0] >> 4 & 7) {
 		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
 			b.addRaw(e.Hash, entry, e.CRC32)
-		default: // a delta: resolve it
+			continue
+		case plumbing.OFSDeltaObject:
+			// Keep the delta: its base, earlier in this pack, is already in the new
+			// pack; only the distance to it changes.
+			if moved, ok := b.moveOfsDelta(p, off, entry); ok {
+				b.addRaw(e.Hash, moved, crc32.ChecksumIEEE(moved))
+				continue
+			}
+		case plumbing.REFDeltaObject:
+			if _, ok := b.offsets[refDeltaBase(entry)]; ok {
+				b.addRaw(e.Hash, entry, e.CRC32) // its base is in the new pack
+				continue
+			}
+		}
+		{ // otherwise resolve the object and write it whole
 			o, err := p.get(e.Hash)
 			if err != nil {
 				return err
@@ -395,4 +410,70 @@ func (r *Repo) pack() error {
 	r.packedBytes.Store(size)
 	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "bytes", size)
 	return nil
+}
+
+// entryHeaderLen returns the length of a pack entry's type-and-size header.
+func entryHeaderLen(entry []byte) int {
+	n := 1
+	for n <= len(entry) && entry[n-1]&0x80 != 0 {
+		n++
+	}
+	return n
+}
+
+// refDeltaBase returns the base object id of a REF_DELTA entry (zero if malformed).
+func refDeltaBase(entry []byte) plumbing.Hash {
+	var h plumbing.Hash
+	n := entryHeaderLen(entry)
+	if len(entry) >= n+20 {
+		copy(h[:], entry[n:n+20])
+	}
+	return h
+}
+
+// moveOfsDelta re-encodes an OFS_DELTA entry at old offset off in pack p for its place
+// at the end of b: the same type, size and compressed delta, with the distance to where
+// its base now is. ok is false when the base is not in b or the entry is malformed.
+func (b *packBuilder) moveOfsDelta(p *pack, off int64, entry []byte) ([]byte, bool) {
+	n := entryHeaderLen(entry)
+	if n > len(entry) {
+		return nil, false
+	}
+	// Git's offset encoding: big-endian base-128 where each continuation adds one.
+	i := n
+	if i >= len(entry) {
+		return nil, false
+	}
+	c := entry[i]
+	dist := int64(c & 0x7f)
+	for c&0x80 != 0 {
+		i++
+		if i >= len(entry) || dist > 1<<48 {
+			return nil, false
+		}
+		c = entry[i]
+		dist = (dist+1)<<7 | int64(c&0x7f)
+	}
+	i++
+	baseHash, err := p.idx.FindHash(off - dist)
+	if err != nil {
+		return nil, false
+	}
+	newBase, ok := b.offsets[baseHash]
+	if !ok {
+		return nil, false
+	}
+	d := b.off - newBase
+	var enc [10]byte
+	k := len(enc) - 1
+	enc[k] = byte(d & 0x7f)
+	for d >>= 7; d > 0; d >>= 7 {
+		d--
+		k--
+		enc[k] = 0x80 | byte(d&0x7f)
+	}
+	out := make([]byte, 0, n+len(enc)-k+len(entry)-i)
+	out = append(out, entry[:n]...)
+	out = append(out, enc[k:]...)
+	return append(out, entry[i:]...), true
 }

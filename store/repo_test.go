@@ -490,28 +490,68 @@ func TestOpenWithOutsideHistory(t *testing.T) {
 	}
 }
 
-// TestAutoPack: with a small AutoPackBytes, many versions of a large, slowly changing value
-// end up delta-compressed by background packs, far below their undeltified size.
-func TestAutoPack(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "auto.git")
-	r, err := store.Init(dir, &store.Options{AutoPackBytes: 256 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+// versions commits many versions of a large random value (only delta compression can
+// shrink them) and returns the raw total and the last version.
+func versions(t *testing.T, r store.Store, n int) (int64, []byte) {
+	t.Helper()
 	big := make([]byte, 64<<10)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range big {
-		big[i] = byte(rng.Uint32()) // random: only delta compression can shrink the versions
+		big[i] = byte(rng.Uint32())
 	}
-	const versions = 60
-	for i := range versions {
+	for i := range n {
 		copy(big[i*16:], fmt.Sprintf("version %04d", i))
 		if _, err := r.Commit(context.Background(), store.Change{Ops: []store.Op{{Key: "doc", Value: big}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.Close() // waits for a background pack in flight
-	r, err = store.Open(dir, nil)
+	return int64(n * len(big)), big
+}
+
+// TestMergeKeepsDeltas: after Pack delta-compresses many versions, the merges of small
+// packs that follow (which take the packed pack in too) keep the deltas.
+func TestMergeKeepsDeltas(t *testing.T) {
+	r := newRepo(t, &store.Options{AutoPackBytes: -1})
+	ctx := context.Background()
+	raw, last := versions(t, r, 60)
+	if err := r.Pack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	packed, _ := r.Stats()
+	if packed.PackBytes > raw/4 {
+		t.Fatalf("Pack left %d bytes of %d", packed.PackBytes, raw)
+	}
+	for i := range 200 { // enough small packs for merges to take the big one in
+		put(t, r, "small", strconv.Itoa(i)) // one key: each commit adds only a few small objects
+	}
+	st, _ := r.Stats()
+	if st.PackBytes > 2*packed.PackBytes+200<<10 {
+		t.Errorf("after merges: %d bytes, packed %d: merging undid the deltas", st.PackBytes, packed.PackBytes)
+	}
+	if v, _, err := r.Get(ctx, "main", "doc"); err != nil || string(v) != string(last) {
+		t.Fatalf("doc after merges: %d bytes, %v", len(v), err)
+	}
+	gitCmd(t, r.Dir(), "fsck", "--strict", "--no-dangling")
+}
+
+// TestAutoPack: once the packs pass AutoPackBytes, a commit starts a background Pack
+// (Close waits for it), which delta-compresses what the versions left.
+func TestAutoPack(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "auto.git")
+	opts := &store.Options{AutoPackBytes: 256 << 10}
+	r, err := store.Init(dir, &store.Options{AutoPackBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, last := versions(t, r, 60)
+	r.Close()
+	r, err = store.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, r, "trigger", "x") // the packs are over the limit: this commit starts a Pack
+	r.Close()
+	r, err = store.Open(dir, &store.Options{AutoPackBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,11 +560,11 @@ func TestAutoPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw := int64(versions * len(big)); st.PackBytes > raw/2 {
+	if st.PackBytes > raw/4 {
 		t.Errorf("packs hold %d bytes for %d bytes of versions: no background pack compressed them", st.PackBytes, raw)
 	}
-	if v, _, err := r.Get(context.Background(), "main", "doc"); err != nil || string(v) != string(big) {
-		t.Fatalf("doc after packing: %d bytes (want the last version), %v", len(v), err)
+	if v, _, err := r.Get(context.Background(), "main", "doc"); err != nil || string(v) != string(last) {
+		t.Fatalf("doc after packing: %d bytes, %v", len(v), err)
 	}
 	gitCmd(t, dir, "fsck", "--strict", "--no-dangling")
 }
