@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests drive as real clients.
-PACKAGES="git ca-certificates openssl"
+PACKAGES="git ca-certificates openssl bind9-dnsutils"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,370 @@
+package jitsu
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-home/hearth/signpost"
+)
+
+// ErrInvalidManifest: a manifest or a manifests file breaks a rule; test with errors.Is.
+var ErrInvalidManifest = errors.New("jitsu: invalid manifest")
+
+// Limits a Manifest and a manifests file must keep.
+const (
+	MaxManifests        = 64      // manifests in one file or one Summoner
+	MaxSockets          = 16      // listening sockets of one appliance
+	MaxExecArgs         = 64      // binary and arguments
+	MaxEnv              = 64      // extra environment variables
+	MaxManifestString   = 4096    // bytes of one argument, env entry, address or image
+	MaxManifestFileSize = 1 << 20 // bytes of a manifests file
+	MaxMemoryMiB        = 1 << 20 // MemoryMiB
+)
+
+// Manifest says what an appliance is and how to start it: its name (the DNS label it is
+// summoned by), the binary to run, and the sockets jitsu holds for it.
+type Manifest struct {
+	// Name is the appliance's DNS label, e.g. "store".
+	Name string
+	// Exec is the binary and its arguments, for the process backend. When IdleTimeout is
+	// positive, the summoner appends "-idle-exit" and the timeout, so the binary must
+	// accept that flag.
+	Exec []string
+	// Image is the appliance's image, for the microVM backend (not used yet).
+	Image string
+	// Sockets are the listening sockets jitsu opens and passes to the appliance, in order
+	// (descriptor 3, 4, …), named in LISTEN_FDNAMES.
+	Sockets []Socket
+	// Env are extra "KEY=value" environment variables for the appliance.
+	Env []string
+	// IdleTimeout is how long the appliance may stay without connections before it exits
+	// (0: it never exits on its own).
+	IdleTimeout time.Duration
+	// MemoryMiB is the memory the appliance may use (for the microVM backend; 0: default).
+	MemoryMiB int
+}
+
+// Socket is one listening socket of an appliance.
+type Socket struct {
+	// Name is the socket's name in LISTEN_FDNAMES, e.g. "http"; no ':'.
+	Name string
+	// Proto is "tcp" (the only one supported so far).
+	Proto string
+	// Addr is the host:port to listen on; an empty host means every address.
+	Addr string
+}
+
+// Validate reports the first rule m breaks, wrapping ErrInvalidManifest.
+func (m Manifest) Validate() error {
+	if err := checkLabel(m.Name); err != nil {
+		return fmt.Errorf("jitsu: manifest: name: %w", err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("jitsu: manifest %q: %s: %w", m.Name, fmt.Sprintf(format, args...), ErrInvalidManifest)
+	}
+	if len(m.Exec) == 0 && m.Image == "" {
+		return bad("neither exec nor image is set")
+	}
+	if len(m.Exec) > MaxExecArgs {
+		return bad("%d exec arguments, at most %d", len(m.Exec), MaxExecArgs)
+	}
+	for i, a := range m.Exec {
+		if err := checkString(a); err != nil {
+			return bad("exec argument %d: %v", i, err)
+		}
+	}
+	if len(m.Exec) > 0 && m.Exec[0] == "" {
+		return bad("exec: empty binary")
+	}
+	if err := checkString(m.Image); err != nil {
+		return bad("image: %v", err)
+	}
+	if len(m.Sockets) > MaxSockets {
+		return bad("%d sockets, at most %d", len(m.Sockets), MaxSockets)
+	}
+	seen := make(map[string]bool, len(m.Sockets))
+	for i, s := range m.Sockets {
+		if err := s.validate(); err != nil {
+			return bad("socket %d: %v", i, err)
+		}
+		if seen[s.Name] {
+			return bad("socket %q twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	if len(m.Env) > MaxEnv {
+		return bad("%d env entries, at most %d", len(m.Env), MaxEnv)
+	}
+	for i, e := range m.Env {
+		if err := checkString(e); err != nil {
+			return bad("env entry %d: %v", i, err)
+		}
+		k, _, ok := strings.Cut(e, "=")
+		switch {
+		case !ok || k == "":
+			return bad("env entry %d %q: want KEY=value", i, clip(e))
+		case strings.HasPrefix(k, "LISTEN_"):
+			return bad("env entry %d: %s is set by jitsu", i, clip(k))
+		}
+	}
+	if m.IdleTimeout < 0 {
+		return bad("negative idle timeout %s", m.IdleTimeout)
+	}
+	if m.MemoryMiB < 0 || m.MemoryMiB > MaxMemoryMiB {
+		return bad("memory %d MiB outside 0..%d", m.MemoryMiB, MaxMemoryMiB)
+	}
+	return nil
+}
+
+func (s Socket) validate() error {
+	switch {
+	case s.Name == "" || len(s.Name) > 255:
+		return errors.New("name must be 1..255 bytes")
+	case strings.ContainsAny(s.Name, ":\x00") || strings.ContainsFunc(s.Name, isControl):
+		return fmt.Errorf("name %q: no ':' or control characters", clip(s.Name))
+	case s.Proto != "tcp":
+		return fmt.Errorf("%q: proto %q is not tcp", s.Name, clip(s.Proto))
+	}
+	if err := checkString(s.Addr); err != nil {
+		return fmt.Errorf("%q: address: %v", s.Name, err)
+	}
+	_, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("%q: address %q: want host:port", s.Name, clip(s.Addr))
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: address %q: port must be 0..65535", s.Name, clip(s.Addr))
+	}
+	return nil
+}
+
+func checkLabel(l string) error {
+	if l == "" || len(l) > 63 {
+		return fmt.Errorf("%q must be 1..63 bytes: %w", clip(l), ErrInvalidManifest)
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("%q: byte %q is not a-z, 0-9 or '-': %w", clip(l), c, ErrInvalidManifest)
+		}
+	}
+	if l[0] == '-' || l[len(l)-1] == '-' {
+		return fmt.Errorf("%q: starts or ends with '-': %w", l, ErrInvalidManifest)
+	}
+	return nil
+}
+
+func checkString(s string) error {
+	if len(s) > MaxManifestString {
+		return fmt.Errorf("%d bytes, at most %d", len(s), MaxManifestString)
+	}
+	if strings.ContainsRune(s, 0) {
+		return errors.New("contains a NUL byte")
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// BuiltinManifests returns the manifests of Hearth's own appliances whose names are in
+// names, with binaries in binDir and data in dataDir. For now that is the store appliance:
+// binDir/store -data dataDir, sockets named after its ports in names ("http", "https"),
+// loopback-only ports on 127.0.0.1 and the others on every address, idle after 5 minutes.
+func BuiltinManifests(binDir, dataDir string, names signpost.Names) []Manifest {
+	var out []Manifest
+	if a, ok := names.Appliance("store"); ok {
+		m := Manifest{
+			Name:        "store",
+			Exec:        []string{filepath.Join(binDir, "store"), "-data", dataDir},
+			IdleTimeout: 5 * time.Minute,
+		}
+		for _, p := range a.Ports {
+			if p.Proto != "tcp" {
+				continue
+			}
+			host := ""
+			if p.Loopback {
+				host = "127.0.0.1"
+			}
+			m.Sockets = append(m.Sockets, Socket{Name: p.Name, Proto: "tcp", Addr: net.JoinHostPort(host, strconv.Itoa(p.Port))})
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// manifestsFile is the JSON form of a manifests file.
+type manifestsFile struct {
+	Appliances []manifestJSON `json:"appliances"`
+}
+
+type manifestJSON struct {
+	Name        string       `json:"name"`
+	Exec        []string     `json:"exec,omitempty"`
+	Image       string       `json:"image,omitempty"`
+	Sockets     []socketJSON `json:"sockets,omitempty"`
+	Env         []string     `json:"env,omitempty"`
+	IdleTimeout string       `json:"idle_timeout,omitempty"` // time.ParseDuration form, e.g. "5m"
+	MemoryMiB   int          `json:"memory_mib,omitempty"`
+}
+
+type socketJSON struct {
+	Name  string `json:"name"`
+	Proto string `json:"proto"`
+	Addr  string `json:"addr"`
+}
+
+// EncodeManifests returns ms as JSON ({"appliances": [...]}, durations like "5m") after
+// validating every one.
+func EncodeManifests(ms []Manifest) ([]byte, error) {
+	if err := validateAll(ms); err != nil {
+		return nil, err
+	}
+	f := manifestsFile{Appliances: make([]manifestJSON, len(ms))}
+	for i, m := range ms {
+		j := manifestJSON{Name: m.Name, Exec: m.Exec, Image: m.Image, Env: m.Env, MemoryMiB: m.MemoryMiB}
+		if m.IdleTimeout != 0 {
+			j.IdleTimeout = m.IdleTimeout.String()
+		}
+		for _, s := range m.Sockets {
+			j.Sockets = append(j.Sockets, socketJSON(s))
+		}
+		f.Appliances[i] = j
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: encode manifests: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// DecodeManifests parses a manifests file (see EncodeManifests) and validates it:
+// unknown fields, trailing data, more than MaxManifests manifests or a name twice are errors.
+func DecodeManifests(data []byte) ([]Manifest, error) {
+	if len(data) > MaxManifestFileSize {
+		return nil, fmt.Errorf("jitsu: manifests: %d bytes, at most %d: %w", len(data), MaxManifestFileSize, ErrInvalidManifest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f manifestsFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("jitsu: manifests: %v: %w", err, ErrInvalidManifest)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("jitsu: manifests: data after the JSON object: %w", ErrInvalidManifest)
+	}
+	if len(f.Appliances) > MaxManifests {
+		return nil, fmt.Errorf("jitsu: manifests: %d appliances, at most %d: %w", len(f.Appliances), MaxManifests, ErrInvalidManifest)
+	}
+	ms := make([]Manifest, len(f.Appliances))
+	for i, j := range f.Appliances {
+		m := Manifest{Name: j.Name, Exec: j.Exec, Image: j.Image, Env: j.Env, MemoryMiB: j.MemoryMiB}
+		if j.IdleTimeout != "" {
+			d, err := time.ParseDuration(j.IdleTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("jitsu: manifest %q: idle_timeout %q: not a duration: %w", clip(j.Name), clip(j.IdleTimeout), ErrInvalidManifest)
+			}
+			m.IdleTimeout = d
+		}
+		for _, s := range j.Sockets {
+			m.Sockets = append(m.Sockets, Socket(s))
+		}
+		ms[i] = m
+	}
+	if err := validateAll(ms); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+func validateAll(ms []Manifest) error {
+	if len(ms) > MaxManifests {
+		return fmt.Errorf("jitsu: %d manifests, at most %d: %w", len(ms), MaxManifests, ErrInvalidManifest)
+	}
+	seen := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("jitsu: manifest %q twice: %w", m.Name, ErrInvalidManifest)
+		}
+		seen[m.Name] = true
+	}
+	return nil
+}
+
+// LoadManifests reads and validates the manifests file at path.
+func LoadManifests(path string) ([]Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: load manifests: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxManifestFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: load manifests %s: %w", path, err)
+	}
+	ms, err := DecodeManifests(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ms, nil
+}
+
+// SaveManifests writes ms to path durably: a temporary file in the same directory is
+// written, synced and renamed over path, and the directory is synced.
+func SaveManifests(path string, ms []Manifest) error {
+	data, err := EncodeManifests(ms)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("jitsu: save manifests: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("jitsu: save manifests %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
