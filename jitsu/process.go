@@ -129,6 +129,9 @@ func (s *Summoner) supervise(a *appliance) {
 		} else {
 			a.summons++
 			a.lastLatency = started.Sub(trig)
+			if s.opts.OnSummon != nil && err == nil {
+				go s.opts.OnSummon(a.m.Name, a.lastLatency) // never under the lock
+			}
 		}
 		if err == nil {
 			a.setState(StateRunning, c.PID())

@@ -42,6 +42,9 @@ type SummonOptions struct {
 	// BackoffMin (<= 0: 100ms), each further one twice as long up to BackoffMax
 	// (<= 0: 30s), and a process that ran BackoffReset (<= 0: 1m) starts over at BackoffMin.
 	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// OnSummon, if set, is told of every successful summon and its latency (as in
+	// ApplianceStatus.LastSummonLatency), for metrics. It runs on a goroutine of its own.
+	OnSummon func(appliance string, latency time.Duration)
 }
 
 // ApplianceStatus is what Status reports about one appliance.

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hearth-home/hearth/jitsu"
@@ -71,7 +73,9 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAdd
 	if err != nil {
 		return err
 	}
-	summoner := jitsu.NewSummoner(jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ()})
+	met := newMetrics()
+	summoner := jitsu.NewSummoner(jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ(), OnSummon: met.observe})
+	met.summoner = summoner
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
@@ -96,6 +100,7 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAdd
 		Zone: zone, Upstream: upstream, Logger: logger,
 		OnLookup: func(appliance string) { summoner.SummonAsync(appliance) },
 	})
+	met.dns = dns
 	pcs, err := jitsu.ListenUDP(ctx, dnsAddr, 2)
 	if err != nil {
 		return err
@@ -120,7 +125,7 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAdd
 		if err != nil {
 			return err
 		}
-		h := statusHandler(summoner, dns)
+		h := statusHandler(summoner, dns, met)
 		g.Go(func() error {
 			return signpost.ServeHTTP(gctx, []net.Listener{ln}, h, signpost.ServeOptions{Logger: logger})
 		})
@@ -171,9 +176,11 @@ func listenAddrs(s *jitsu.Summoner, m jitsu.Manifest) []netip.Addr {
 	return out
 }
 
-// statusHandler serves jitsu's state as JSON at /status: the appliances and DNS counters.
-func statusHandler(s *jitsu.Summoner, dns *jitsu.DNSServer) http.Handler {
+// statusHandler serves jitsu's state as JSON at /status (the appliances and DNS counters)
+// and as Prometheus metrics at /metrics.
+func statusHandler(s *jitsu.Summoner, dns *jitsu.DNSServer, met *metrics) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(struct {

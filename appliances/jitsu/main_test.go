@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -133,6 +134,19 @@ func TestJitsuSummonsTheStore(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || len(st.Appliances) == 0 || st.Appliances[0].Name != "store" || st.Appliances[0].State != "running" || st.Appliances[0].Summons < 1 {
 		t.Fatalf("status %+v, %v", st, err)
+	}
+
+	resp, err = http.Get("http://" + statusAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`jitsu_summons_total{appliance="store"} 1`, `jitsu_dns_queries_total{type="A"} 1`,
+		`jitsu_summon_latency_seconds_count{appliance="store"} 1`, `jitsu_appliance_running{appliance="store"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
+		}
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)

@@ -57,6 +57,7 @@ func commands() []command {
 		{"user tailnet list", "[-data DIR]", "list the tailnet logins mapped to users", cmdTailnetList},
 		{"ca export", "[-data DIR]", "print the local certificate authority's certificate (PEM) for clients to trust", cmdCAExport},
 		{"bench dns", "[-peers DIR] [-duration D]", "measure jitsu's DNS server beside NSD and Knot with dnsperf", cmdBenchDNS},
+		{"status", "[-status ADDR]", "show jitsu's appliances: running or not, summons, latency", cmdStatus},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
 }
