@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -21,6 +22,11 @@ type ServeOptions struct {
 	// IdleExit, when positive, makes ServeHTTP return once no connection has been open
 	// for that long (counted from the start too), so an appliance runs only on demand.
 	IdleExit time.Duration
+	// ReleaseMemory is how long the server must have had no open connection before it
+	// returns freed memory to the operating system (a login's argon2id run alone leaves
+	// 19 MiB behind), so an idle appliance stays small (0: 1s; < 0: never). It acts on
+	// the whole process, which is what an appliance's main wants.
+	ReleaseMemory time.Duration
 	// ShutdownGrace is how long requests in flight get when serving stops (<= 0: 10s);
 	// connections still open then are closed.
 	ShutdownGrace time.Duration
@@ -48,11 +54,24 @@ func ServeHTTP(ctx context.Context, listeners []net.Listener, h http.Handler, op
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ConnContext:       markTrusted,
 	}
+	var hooks []func(net.Conn, http.ConnState)
 	if opts.IdleExit > 0 {
-		srv.ConnState = idleExit(opts.IdleExit, func() {
+		hooks = append(hooks, idleExit(opts.IdleExit, func() {
 			logger.Info("idle, exiting", "after", opts.IdleExit)
 			cancel()
-		})
+		}))
+	}
+	release := opts.ReleaseMemory
+	if release == 0 {
+		release = time.Second
+	}
+	if release > 0 {
+		hooks = append(hooks, whenIdle(release, debug.FreeOSMemory))
+	}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		for _, h := range hooks {
+			h(c, st)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, ln := range listeners {
@@ -75,6 +94,34 @@ func ServeHTTP(ctx context.Context, listeners []net.Listener, h http.Handler, op
 		return nil
 	})
 	return g.Wait()
+}
+
+// whenIdle returns an http.Server.ConnState hook that calls fn each time the server has
+// had no open connection for d after having had one.
+func whenIdle(d time.Duration, fn func()) func(net.Conn, http.ConnState) {
+	var mu sync.Mutex
+	open := 0
+	var timer *time.Timer
+	return func(_ net.Conn, state http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch state {
+		case http.StateNew:
+			open++
+			if timer != nil {
+				timer.Stop()
+			}
+		case http.StateClosed, http.StateHijacked:
+			open--
+			if open == 0 {
+				if timer == nil {
+					timer = time.AfterFunc(d, fn)
+				} else {
+					timer.Reset(d)
+				}
+			}
+		}
+	}
 }
 
 // idleExit returns an http.Server.ConnState hook that calls exit once no connection has

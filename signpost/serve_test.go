@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -108,4 +110,38 @@ func TestTrustedListenerCarriesCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWhenIdle: the hook runs once each time the last connection has been closed for d,
+// not while one is open, and not when a new one comes within d.
+func TestWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		hook := whenIdle(time.Second, func() { calls.Add(1) })
+		hook(nil, http.StateNew)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if calls.Load() != 0 {
+			t.Fatalf("ran %d times with a connection open", calls.Load())
+		}
+		hook(nil, http.StateClosed)
+		time.Sleep(500 * time.Millisecond)
+		hook(nil, http.StateNew) // back within a second
+		hook(nil, http.StateClosed)
+		time.Sleep(900 * time.Millisecond)
+		synctest.Wait()
+		if calls.Load() != 0 {
+			t.Fatalf("ran %d times before a quiet second", calls.Load())
+		}
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+		if calls.Load() != 1 {
+			t.Fatalf("ran %d times after a quiet second, want 1", calls.Load())
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if calls.Load() != 1 {
+			t.Fatalf("ran %d times while staying idle, want 1", calls.Load())
+		}
+	})
 }
