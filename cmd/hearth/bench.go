@@ -85,7 +85,7 @@ func benchStore(ctx context.Context, s stdio, n, commits int, appliance string) 
 			gitLog += ms(d)
 		}
 		fmt.Fprintf(tw, "history of one key (%d of %d commits)\t%s\t%s\t\n", commits/keys, commits, ms(per), gitLog)
-		fmt.Fprintf(tw, "index %d commits made outside hearth, on open\t%s\t\t\n", commits, took.Round(time.Millisecond))
+		fmt.Fprintf(tw, "open and index %d commits made outside hearth\t%s\t\t\n", commits, took.Round(time.Millisecond))
 	}
 
 	rss, err := applianceRSS(ctx, tmp, appliance)
