@@ -445,35 +445,28 @@ func (c *repoCtx) diff() {
 // merge merges branches; the merge commit is authored by the user.
 func (c *repoCtx) merge() {
 	var req store.MergeRequest
-	if !c.decode(maxSmallJSON, &req) {
-		return
+	if c.decode(maxSmallJSON, &req) {
+		req.Author = c.authorFor(req.Author)
+		c.commitWith(func(s store.Store) (store.Commit, error) { return s.Merge(c.r.Context(), req) })
 	}
-	req.Author = c.authorFor(req.Author)
-	s, ok := c.open(false)
-	if !ok {
-		return
-	}
-	commit, err := s.Merge(c.r.Context(), req)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.w.Header().Set(headerCommit, string(commit.ID))
-	writeJSON(c.w, http.StatusOK, commit)
 }
 
 // revert restores a prefix; the commit is authored by the user.
 func (c *repoCtx) revert() {
 	var req store.RevertRequest
-	if !c.decode(maxSmallJSON, &req) {
-		return
+	if c.decode(maxSmallJSON, &req) {
+		req.Author = c.authorFor(req.Author)
+		c.commitWith(func(s store.Store) (store.Commit, error) { return s.Revert(c.r.Context(), req) })
 	}
-	req.Author = c.authorFor(req.Author)
+}
+
+// commitWith runs a write on the (existing) repository and answers with its commit.
+func (c *repoCtx) commitWith(write func(store.Store) (store.Commit, error)) {
 	s, ok := c.open(false)
 	if !ok {
 		return
 	}
-	commit, err := s.Revert(c.r.Context(), req)
+	commit, err := write(s)
 	if err != nil {
 		c.fail(err)
 		return
