@@ -400,6 +400,45 @@ func (h *seqHeap) Pop() any {
 
 // Log implements Historian.
 func (r *Repo) Log(ctx context.Context, rev string, limit int) ([]Commit, error) {
+	return r.commitsFrom(rev, func(x *historyIndex, head *cnode) []plumbing.Hash {
+		var ids []plumbing.Hash
+		x.walk(head, func(c *cnode) bool {
+			ids = append(ids, c.id)
+			return limit <= 0 || len(ids) < limit
+		})
+		return ids
+	})
+}
+
+// History implements Historian: the index's commits for the key, filtered by reachability
+// from rev, which one pruned walk of the commit graph decides.
+func (r *Repo) History(ctx context.Context, rev, key string, limit int) ([]Commit, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
+	return r.commitsFrom(rev, func(x *historyIndex, head *cnode) []plumbing.Hash {
+		cands := x.byKey[key]
+		if len(cands) == 0 {
+			return nil
+		}
+		minGen := cands[0].gen
+		for _, c := range cands {
+			minGen = min(minGen, c.gen)
+		}
+		e := x.markAncestors(head, minGen)
+		var ids []plumbing.Hash
+		for i := len(cands) - 1; i >= 0 && (limit <= 0 || len(ids) < limit); i-- {
+			if cands[i].mark == e {
+				ids = append(ids, cands[i].id)
+			}
+		}
+		return ids
+	})
+}
+
+// commitsFrom resolves rev, lets pick choose commit ids from the history index (under its
+// lock) starting at rev's node, and returns those commits.
+func (r *Repo) commitsFrom(rev string, pick func(x *historyIndex, head *cnode) []plumbing.Hash) ([]Commit, error) {
 	head, err := r.resolve(rev)
 	if err != nil {
 		return nil, err
@@ -409,19 +448,12 @@ func (r *Repo) Log(ctx context.Context, rev string, limit int) ([]Commit, error)
 	n, err := x.node(head)
 	var ids []plumbing.Hash
 	if err == nil {
-		x.walk(n, func(c *cnode) bool {
-			ids = append(ids, c.id)
-			return limit <= 0 || len(ids) < limit
-		})
+		ids = pick(x, n)
 	}
 	x.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return r.commitsOf(ids)
-}
-
-func (r *Repo) commitsOf(ids []plumbing.Hash) ([]Commit, error) {
 	out := make([]Commit, 0, len(ids))
 	for _, id := range ids {
 		ci, err := r.commit(id)
@@ -431,42 +463,6 @@ func (r *Repo) commitsOf(ids []plumbing.Hash) ([]Commit, error) {
 		out = append(out, ci.Commit)
 	}
 	return out, nil
-}
-
-// History implements Historian: the index's commits for the key, filtered by reachability
-// from rev, which one pruned walk of the commit graph decides.
-func (r *Repo) History(ctx context.Context, rev, key string, limit int) ([]Commit, error) {
-	if err := CheckKey(key); err != nil {
-		return nil, err
-	}
-	head, err := r.resolve(rev)
-	if err != nil {
-		return nil, err
-	}
-	x := r.hist
-	x.mu.Lock()
-	n, err := x.node(head)
-	var ids []plumbing.Hash
-	if err == nil {
-		cands := x.byKey[key]
-		if len(cands) > 0 {
-			minGen := cands[0].gen
-			for _, c := range cands {
-				minGen = min(minGen, c.gen)
-			}
-			e := x.markAncestors(n, minGen)
-			for i := len(cands) - 1; i >= 0 && (limit <= 0 || len(ids) < limit); i-- {
-				if cands[i].mark == e {
-					ids = append(ids, cands[i].id)
-				}
-			}
-		}
-	}
-	x.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	return r.commitsOf(ids)
 }
 
 // ---- branches ----
