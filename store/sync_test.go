@@ -10,15 +10,6 @@ import (
 	"github.com/hearth-home/hearth/store"
 )
 
-func get(t *testing.T, s store.Store, key string) string {
-	t.Helper()
-	v, _, err := s.Get(context.Background(), "main", key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	return string(v)
-}
-
 // TestSyncLocal pushes and pulls between two repositories on the file system, merging
 // concurrent changes with the merge rules, and pushes a backup to a plain git repository.
 func TestSyncLocal(t *testing.T) {

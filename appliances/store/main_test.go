@@ -114,16 +114,16 @@ func start(t *testing.T, bin string, args, env []string, files ...*os.File) *app
 	return a
 }
 
-// wait returns the appliance's exit error and log; it fails the test if the appliance
+// wait returns the appliance's log and exit error; it fails the test if the appliance
 // has not exited within a minute (a guard against hanging, not a timing assertion).
-func (a *appliance) wait(t *testing.T) (error, string) {
+func (a *appliance) wait(t *testing.T) (string, error) {
 	t.Helper()
 	select {
 	case <-a.done:
-		return a.err, strings.Join(a.log, "\n")
+		return strings.Join(a.log, "\n"), a.err
 	case <-time.After(time.Minute):
 		t.Fatal("the appliance did not exit")
-		return nil, ""
+		return "", nil
 	}
 }
 
@@ -171,7 +171,7 @@ func TestAppliance(t *testing.T) {
 		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if err, log := a.wait(t); err != nil {
+		if log, err := a.wait(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, log)
 		}
 	})
@@ -201,7 +201,7 @@ func TestAppliance(t *testing.T) {
 			t.Fatalf("serving on %s, want the passed socket %s", a.addr, addr)
 		}
 		checkServes(t, addr)
-		err, log := a.wait(t)
+		log, err := a.wait(t)
 		if err != nil {
 			t.Fatalf("exit: %v\n%s", err, log)
 		}
@@ -293,7 +293,7 @@ func TestAppliance(t *testing.T) {
 			}
 		}
 		c.Close()
-		if err, log := a.wait(t); err != nil || !strings.Contains(log, "idle, exiting") {
+		if log, err := a.wait(t); err != nil || !strings.Contains(log, "idle, exiting") {
 			t.Fatalf("exit %v:\n%s", err, log)
 		}
 	})
