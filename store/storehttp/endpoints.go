@@ -306,22 +306,13 @@ func (c *repoCtx) deleteKey() {
 		c.fail(err)
 		return
 	}
-	s, ok := c.open(true)
-	if !ok {
-		return
-	}
-	var err error
-	if change.Ops[0].IfMatch, err = c.condition(s, branch); err != nil {
-		c.fail(err)
-		return
-	}
-	commit, err := s.Commit(c.r.Context(), change)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.w.Header().Set(headerCommit, string(commit.ID))
-	writeJSON(c.w, http.StatusOK, commit)
+	c.commitWith(true, func(s store.Store) (store.Commit, error) {
+		var err error
+		if change.Ops[0].IfMatch, err = c.condition(s, branch); err != nil {
+			return store.Commit{}, err
+		}
+		return s.Commit(c.r.Context(), change)
+	})
 }
 
 func (c *repoCtx) list() {
@@ -355,17 +346,7 @@ func (c *repoCtx) commit() {
 		c.fail(err)
 		return
 	}
-	s, ok := c.open(true)
-	if !ok {
-		return
-	}
-	commit, err := s.Commit(c.r.Context(), change)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.w.Header().Set(headerCommit, string(commit.ID))
-	writeJSON(c.w, http.StatusOK, commit)
+	c.commitWith(true, func(s store.Store) (store.Commit, error) { return s.Commit(c.r.Context(), change) })
 }
 
 func (c *repoCtx) log() {
@@ -447,7 +428,7 @@ func (c *repoCtx) merge() {
 	var req store.MergeRequest
 	if c.decode(maxSmallJSON, &req) {
 		req.Author = c.authorFor(req.Author)
-		c.commitWith(func(s store.Store) (store.Commit, error) { return s.Merge(c.r.Context(), req) })
+		c.commitWith(false, func(s store.Store) (store.Commit, error) { return s.Merge(c.r.Context(), req) })
 	}
 }
 
@@ -456,13 +437,14 @@ func (c *repoCtx) revert() {
 	var req store.RevertRequest
 	if c.decode(maxSmallJSON, &req) {
 		req.Author = c.authorFor(req.Author)
-		c.commitWith(func(s store.Store) (store.Commit, error) { return s.Revert(c.r.Context(), req) })
+		c.commitWith(false, func(s store.Store) (store.Commit, error) { return s.Revert(c.r.Context(), req) })
 	}
 }
 
-// commitWith runs a write on the (existing) repository and answers with its commit.
-func (c *repoCtx) commitWith(write func(store.Store) (store.Commit, error)) {
-	s, ok := c.open(false)
+// commitWith runs a write on the repository (created first if create and missing) and
+// answers with its commit.
+func (c *repoCtx) commitWith(create bool, write func(store.Store) (store.Commit, error)) {
+	s, ok := c.open(create)
 	if !ok {
 		return
 	}
