@@ -228,6 +228,20 @@ func (p *pack) get(h plumbing.Hash) (plumbing.EncodedObject, error) {
 	return p.pf.Get(h)
 }
 
+// objectSize reads an object's size from its entry header (for a delta, the delta's header).
+func (p *pack) objectSize(h plumbing.Hash) (int64, error) {
+	off, err := p.idx.FindOffset(h)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pf == nil {
+		return 0, plumbing.ErrObjectNotFound
+	}
+	return p.pf.GetSizeByOffset(off)
+}
+
 func (p *pack) has(h plumbing.Hash) bool {
 	ok, _ := p.idx.Contains(h)
 	return ok
@@ -261,6 +275,53 @@ func (db *odb) hasCached(h plumbing.Hash) bool {
 		}
 	}
 	return false
+}
+
+// size returns an object's size from its header, without inflating its content.
+func (db *odb) size(h plumbing.Hash) (int64, error) {
+	if o, ok := db.cache.Get(h); ok {
+		return o.Size(), nil
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		db.mu.RLock()
+		var p *pack
+		for _, q := range db.packs {
+			if q.has(h) {
+				p = q
+				break
+			}
+		}
+		db.mu.RUnlock()
+		if p != nil {
+			if n, err := p.objectSize(h); err == nil {
+				return n, nil
+			}
+		}
+		if n, err := db.looseSize(h); err == nil {
+			return n, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+		if err := db.rescan(); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("store: object %s: %w", h, ErrNotFound)
+}
+
+func (db *odb) looseSize(h plumbing.Hash) (int64, error) {
+	f, err := os.Open(db.loosePath(h))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r, err := objfile.NewReader(f)
+	if err != nil {
+		return 0, fmt.Errorf("store: loose object %s: %w", h, err)
+	}
+	defer r.Close()
+	_, n, err := r.Header()
+	return n, err
 }
 
 // get returns an object's type and content. ErrNotFound if it does not exist.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -52,10 +53,7 @@ func (r *Repo) readRef(branch string) (Hash, error) {
 	return "", fmt.Errorf("store: branch %q: %w", branch, ErrNotFound)
 }
 
-func isNotDir(err error) bool {
-	var pe *fs.PathError
-	return errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "not a directory")
-}
+func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
 
 // packedRefs parses packed-refs (missing file: none).
 func (r *Repo) packedRefs() (map[string]Hash, error) {

@@ -355,13 +355,7 @@ func (r *Repo) walk(h plumbing.Hash, prefix string, fn func(key string, e treeEn
 	return nil
 }
 
-func (r *Repo) blobSize(h plumbing.Hash) (int64, error) {
-	o, err := r.db.object(h)
-	if err != nil {
-		return 0, err
-	}
-	return o.Size(), nil
-}
+func (r *Repo) blobSize(h plumbing.Hash) (int64, error) { return r.db.size(h) }
 
 // Get implements Reader.
 func (r *Repo) Get(ctx context.Context, rev, key string) ([]byte, Entry, error) {

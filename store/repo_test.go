@@ -521,6 +521,10 @@ func TestMergeKeepsDeltas(t *testing.T) {
 	if packed.PackBytes > raw/4 {
 		t.Fatalf("Pack left %d bytes of %d", packed.PackBytes, raw)
 	}
+	// Sizes come from entry headers; for a delta, from the delta's target size.
+	if e, err := r.Stat(ctx, "main", "doc"); err != nil || e.Size != int64(len(last)) {
+		t.Fatalf("Stat of a delta-compressed value: %+v, %v; want size %d", e, err, len(last))
+	}
 	for i := range 200 { // enough small packs for merges to take the big one in
 		put(t, r, "small", strconv.Itoa(i)) // one key: each commit adds only a few small objects
 	}
