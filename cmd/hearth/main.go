@@ -40,7 +40,7 @@ type command struct {
 
 // commands is the dispatch table, in the order help lists it.
 func commands() []command {
-	return []command{
+	cmds := []command{
 		{"help", "", "list the commands", cmdHelp},
 		{"up", "[-data DIR] [-listen ADDR]", "run the store and its git and REST API (creates user admin on first run)", cmdUp},
 		{"user add", "[-data DIR] NAME", "add a user; the password is read from standard input", cmdUserAdd},
@@ -60,6 +60,10 @@ func commands() []command {
 		{"status", "[-status ADDR]", "show jitsu's appliances: running or not, summons, latency", cmdStatus},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
+	cmds = append(cmds, mailCommands()...)
+	cmds = append(cmds, contactsCommands()...)
+	cmds = append(cmds, calendarCommands()...)
+	return cmds
 }
 
 // run is the whole program; it returns the exit status (2: usage error).

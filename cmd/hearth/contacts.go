@@ -1,0 +1,4 @@
+package main
+
+// contactsCommands are the "hearth contacts ..." commands (import, export, restore).
+func contactsCommands() []command { return nil }

@@ -1,0 +1,4 @@
+package main
+
+// mailCommands are the "hearth mail ..." commands (import, export, restore).
+func mailCommands() []command { return nil }
