@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests drive as real clients.
-PACKAGES="git ca-certificates openssl bind9-dnsutils"
+PACKAGES="git ca-certificates openssl bind9-dnsutils swaks isync qemu-system-arm vdirsyncer khard curl python3-caldav khal python3 qemu-system-x86"
 
 missing=""
 for p in $PACKAGES; do

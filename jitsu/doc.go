@@ -1,2 +1,2 @@
-// Package jitsu is Hearth's DNS server that summons appliances when their names are looked up.
+// Package jitsu is Hearth's DNS server that summons appliances, as processes or microVMs, when their names are looked up or their sockets connected to.
 package jitsu

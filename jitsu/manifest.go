@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,8 +40,19 @@ type Manifest struct {
 	// positive, the summoner appends "-idle-exit" and the timeout, so the binary must
 	// accept that flag.
 	Exec []string
-	// Image is the appliance's image, for the microVM backend (not used yet).
+	// Image is the appliance's boot image for the microVM backend: a Linux kernel (arm64
+	// Image or x86-64 bzImage) booted by QEMU, together with Initrd. An appliance has Exec
+	// or Image, not both. Until the images issue makes disk images, an appliance image is
+	// a kernel and an initramfs whose init serves the sockets' GuestPorts on eth0, which
+	// the kernel configures from the command line (10.0.2.15/24, QEMU user networking).
 	Image string
+	// Initrd is the initramfs (newc cpio, gzip) booted with Image ("": none).
+	Initrd string
+	// Arch is the guest's architecture, "arm64" (QEMU -M virt, the default) or "amd64"
+	// (-M microvm).
+	Arch string
+	// Cmdline is appended to the kernel command line jitsu makes (console and ip=).
+	Cmdline string
 	// Sockets are the listening sockets jitsu opens and passes to the appliance, in order
 	// (descriptor 3, 4, …), named in LISTEN_FDNAMES.
 	Sockets []Socket
@@ -61,6 +73,9 @@ type Socket struct {
 	Proto string
 	// Addr is the host:port to listen on; an empty host means every address.
 	Addr string
+	// GuestPort is the port the microVM serves this socket on (0: Addr's port); only
+	// for manifests with an Image.
+	GuestPort int
 }
 
 // Validate reports the first rule m breaks, wrapping ErrInvalidManifest.
@@ -73,6 +88,22 @@ func (m Manifest) Validate() error {
 	}
 	if len(m.Exec) == 0 && m.Image == "" {
 		return bad("neither exec nor image is set")
+	}
+	if len(m.Exec) > 0 && m.Image != "" {
+		return bad("both exec and image are set")
+	}
+	if m.Image == "" && (m.Initrd != "" || m.Arch != "" || m.Cmdline != "") {
+		return bad("initrd, arch and cmdline need an image")
+	}
+	for what, v := range map[string]string{"initrd": m.Initrd, "cmdline": m.Cmdline} {
+		if err := checkString(v); err != nil {
+			return bad("%s: %v", what, err)
+		}
+	}
+	switch m.Arch {
+	case "", "arm64", "amd64":
+	default:
+		return bad("arch %q: want arm64 or amd64", clip(m.Arch))
 	}
 	if len(m.Exec) > MaxExecArgs {
 		return bad("%d exec arguments, at most %d", len(m.Exec), MaxExecArgs)
@@ -98,6 +129,12 @@ func (m Manifest) Validate() error {
 		}
 		if seen[s.Name] {
 			return bad("socket %q twice", s.Name)
+		}
+		if s.GuestPort != 0 && m.Image == "" {
+			return bad("socket %q: guest port without an image", s.Name)
+		}
+		if m.Image != "" && guestPort(s) == 0 {
+			return bad("socket %q: guest port must be 1..65535 (or the address's port)", s.Name)
 		}
 		seen[s.Name] = true
 	}
@@ -147,6 +184,19 @@ func (s Socket) validate() error {
 	return nil
 }
 
+// guestPort is the port the microVM serves socket s on, 0 if none is valid.
+func guestPort(s Socket) int {
+	if s.GuestPort != 0 {
+		if s.GuestPort < 1 || s.GuestPort > 65535 {
+			return 0
+		}
+		return s.GuestPort
+	}
+	_, port, _ := net.SplitHostPort(s.Addr)
+	p, _ := strconv.Atoi(port)
+	return p
+}
+
 func checkLabel(l string) error {
 	if l == "" || len(l) > 63 {
 		return fmt.Errorf("%q must be 1..63 bytes: %w", clip(l), ErrInvalidManifest)
@@ -182,20 +232,42 @@ func clip(s string) string {
 	return s
 }
 
-// BuiltinManifests returns the manifests of Hearth's own appliances whose names are in
-// names, with binaries in binDir and data in dataDir. For now that is the store appliance:
-// binDir/store -data dataDir, sockets named after its ports in names ("http", "https"),
-// loopback-only ports on 127.0.0.1 and the others on every address, idle after 5 minutes.
-func BuiltinManifests(binDir, dataDir string, names signpost.Names) []Manifest {
+// builtinAppliances are Hearth's own appliances, in the order BuiltinManifests returns
+// them. Each is a binary of that name taking -data DIR, -idle-exit D and its sockets from
+// LISTEN_FDS/LISTEN_FDNAMES, named after its ports in signpost.Names.
+var builtinAppliances = [...]string{"store", "mail", "contacts", "calendar", "dashboard"}
+
+// BuiltinIdleTimeout is how long a built-in appliance stays up without connections.
+const BuiltinIdleTimeout = 5 * time.Minute
+
+// BuiltinManifests returns the manifests of Hearth's own appliances (store, mail, contacts,
+// calendar, dashboard) that are in names and whose binary exists in binDir: binDir/NAME
+// -data dataDir, one socket per TCP port in names named after it ("https", "imaps", …),
+// loopback-only ports on 127.0.0.1 and the others on every address, idle after
+// BuiltinIdleTimeout. An appliance whose binary is missing is left out with a note to
+// logger (nil: slog.Default()).
+func BuiltinManifests(binDir, dataDir string, names signpost.Names, logger *slog.Logger) []Manifest {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	var out []Manifest
-	if a, ok := names.Appliance("store"); ok {
+	for _, name := range builtinAppliances {
+		a, ok := names.Appliance(name)
+		if !ok {
+			continue
+		}
+		bin := filepath.Join(binDir, name)
+		if fi, err := os.Stat(bin); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			logger.Info("jitsu: appliance left out: no binary", "appliance", name, "binary", bin)
+			continue
+		}
 		m := Manifest{
-			Name:        "store",
-			Exec:        []string{filepath.Join(binDir, "store"), "-data", dataDir},
-			IdleTimeout: 5 * time.Minute,
+			Name:        name,
+			Exec:        []string{bin, "-data", dataDir},
+			IdleTimeout: BuiltinIdleTimeout,
 		}
 		for _, p := range a.Ports {
-			if p.Proto != "tcp" {
+			if p.Proto != "tcp" || len(m.Sockets) == MaxSockets {
 				continue
 			}
 			host := ""
@@ -218,6 +290,9 @@ type manifestJSON struct {
 	Name        string       `json:"name"`
 	Exec        []string     `json:"exec,omitempty"`
 	Image       string       `json:"image,omitempty"`
+	Initrd      string       `json:"initrd,omitempty"`
+	Arch        string       `json:"arch,omitempty"`
+	Cmdline     string       `json:"cmdline,omitempty"`
 	Sockets     []socketJSON `json:"sockets,omitempty"`
 	Env         []string     `json:"env,omitempty"`
 	IdleTimeout string       `json:"idle_timeout,omitempty"` // time.ParseDuration form, e.g. "5m"
@@ -225,9 +300,10 @@ type manifestJSON struct {
 }
 
 type socketJSON struct {
-	Name  string `json:"name"`
-	Proto string `json:"proto"`
-	Addr  string `json:"addr"`
+	Name      string `json:"name"`
+	Proto     string `json:"proto"`
+	Addr      string `json:"addr"`
+	GuestPort int    `json:"guest_port,omitempty"`
 }
 
 // EncodeManifests returns ms as JSON ({"appliances": [...]}, durations like "5m") after
@@ -238,7 +314,7 @@ func EncodeManifests(ms []Manifest) ([]byte, error) {
 	}
 	f := manifestsFile{Appliances: make([]manifestJSON, len(ms))}
 	for i, m := range ms {
-		j := manifestJSON{Name: m.Name, Exec: m.Exec, Image: m.Image, Env: m.Env, MemoryMiB: m.MemoryMiB}
+		j := manifestJSON{Name: m.Name, Exec: m.Exec, Image: m.Image, Initrd: m.Initrd, Arch: m.Arch, Cmdline: m.Cmdline, Env: m.Env, MemoryMiB: m.MemoryMiB}
 		if m.IdleTimeout != 0 {
 			j.IdleTimeout = m.IdleTimeout.String()
 		}
@@ -274,7 +350,7 @@ func DecodeManifests(data []byte) ([]Manifest, error) {
 	}
 	ms := make([]Manifest, len(f.Appliances))
 	for i, j := range f.Appliances {
-		m := Manifest{Name: j.Name, Exec: j.Exec, Image: j.Image, Env: j.Env, MemoryMiB: j.MemoryMiB}
+		m := Manifest{Name: j.Name, Exec: j.Exec, Image: j.Image, Initrd: j.Initrd, Arch: j.Arch, Cmdline: j.Cmdline, Env: j.Env, MemoryMiB: j.MemoryMiB}
 		if j.IdleTimeout != "" {
 			d, err := time.ParseDuration(j.IdleTimeout)
 			if err != nil {

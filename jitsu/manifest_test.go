@@ -1,7 +1,9 @@
 package jitsu
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +50,16 @@ func TestManifestValidate(t *testing.T) {
 		{"env sets LISTEN_FDS", func(m *Manifest) { m.Env = []string{"LISTEN_FDS=9"} }, "set by jitsu"},
 		{"negative idle", func(m *Manifest) { m.IdleTimeout = -time.Second }, "negative"},
 		{"negative memory", func(m *Manifest) { m.MemoryMiB = -1 }, "memory"},
+		{"image with initrd and guest ports", func(m *Manifest) {
+			m.Exec, m.Image, m.Initrd, m.Arch, m.Cmdline = nil, "vmlinuz", "initrd.gz", "arm64", "quiet"
+			m.Sockets[0].GuestPort = 80
+		}, ""},
+		{"exec and image", func(m *Manifest) { m.Image = "vmlinuz" }, "both exec and image"},
+		{"initrd without image", func(m *Manifest) { m.Initrd = "initrd.gz" }, "need an image"},
+		{"bad arch", func(m *Manifest) { m.Exec, m.Image, m.Arch = nil, "k", "riscv" }, "arch"},
+		{"guest port without image", func(m *Manifest) { m.Sockets[0].GuestPort = 80 }, "without an image"},
+		{"guest port out of range", func(m *Manifest) { m.Exec, m.Image = nil, "k"; m.Sockets[0].GuestPort = 70000 }, "guest port"},
+		{"image socket on port 0 without guest port", func(m *Manifest) { m.Exec, m.Image = nil, "k"; m.Sockets[0].Addr = "127.0.0.1:0" }, "guest port"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,7 +78,8 @@ func TestManifestValidate(t *testing.T) {
 
 func TestManifestsSaveLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "manifests.json")
-	img := Manifest{Name: "mail", Image: "mail.img", MemoryMiB: 64}
+	img := Manifest{Name: "mail", Image: "vmlinuz", Initrd: "mail.cpio.gz", Arch: "arm64", Cmdline: "quiet", MemoryMiB: 64,
+		Sockets: []Socket{{Name: "imaps", Proto: "tcp", Addr: ":9993", GuestPort: 993}}}
 	want := []Manifest{validManifest(), img}
 	if err := SaveManifests(path, want); err != nil {
 		t.Fatal(err)
@@ -152,24 +165,50 @@ func normalise(ms []Manifest) []Manifest {
 }
 
 func TestBuiltinManifests(t *testing.T) {
-	ms := BuiltinManifests("/opt/hearth/bin", "/srv/hearth", signpost.DefaultNames(""))
-	if len(ms) != 1 {
-		t.Fatalf("%d manifests, want 1 (store): %+v", len(ms), ms)
+	bin := t.TempDir()
+	for _, name := range []string{"store", "mail", "contacts", "calendar"} { // no dashboard
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	m := ms[0]
-	want := Manifest{
-		Name:        "store",
-		Exec:        []string{"/opt/hearth/bin/store", "-data", "/srv/hearth"},
-		Sockets:     []Socket{{Name: "https", Proto: "tcp", Addr: ":8443"}, {Name: "http", Proto: "tcp", Addr: "127.0.0.1:8088"}},
-		IdleTimeout: 5 * time.Minute,
-	}
-	if !reflect.DeepEqual(m, want) {
-		t.Fatalf("store manifest %+v, want %+v", m, want)
-	}
-	if err := m.Validate(); err != nil {
+	if err := os.WriteFile(filepath.Join(bin, "dashboard-notes"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ms := BuiltinManifests("b", "d", signpost.Names{Domain: "home.arpa"}); len(ms) != 0 {
-		t.Fatalf("no store in names, yet %+v", ms)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	ms := BuiltinManifests(bin, "/srv/hearth", signpost.DefaultNames(""), logger)
+	exec := func(name string) []string { return []string{filepath.Join(bin, name), "-data", "/srv/hearth"} }
+	want := []Manifest{
+		{Name: "store", Exec: exec("store"), IdleTimeout: 5 * time.Minute,
+			Sockets: []Socket{{Name: "https", Proto: "tcp", Addr: ":8443"}, {Name: "http", Proto: "tcp", Addr: "127.0.0.1:8088"}}},
+		{Name: "mail", Exec: exec("mail"), IdleTimeout: 5 * time.Minute, Sockets: []Socket{
+			{Name: "imaps", Proto: "tcp", Addr: ":9993"}, {Name: "imap", Proto: "tcp", Addr: ":9143"},
+			{Name: "submission", Proto: "tcp", Addr: ":9587"}, {Name: "smtp", Proto: "tcp", Addr: ":9025"},
+			{Name: "lmtp", Proto: "tcp", Addr: "127.0.0.1:9024"}}},
+		{Name: "contacts", Exec: exec("contacts"), IdleTimeout: 5 * time.Minute, Sockets: []Socket{{Name: "https", Proto: "tcp", Addr: ":8444"}}},
+		{Name: "calendar", Exec: exec("calendar"), IdleTimeout: 5 * time.Minute, Sockets: []Socket{{Name: "https", Proto: "tcp", Addr: ":8445"}}},
+	}
+	if !reflect.DeepEqual(ms, want) {
+		t.Fatalf("manifests\n%+v\nwant\n%+v", ms, want)
+	}
+	if err := validateAll(ms); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "appliance=dashboard") || !strings.Contains(logs.String(), "no binary") {
+		t.Errorf("no note about the missing dashboard: %q", logs.String())
+	}
+
+	// A non-executable file is no binary; an appliance missing from names is not served.
+	if err := os.Chmod(filepath.Join(bin, "mail"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := signpost.DefaultNames("example.org")
+	names.Appliances = names.Appliances[:2] // store, mail
+	ms = BuiltinManifests(bin, "d", names, logger)
+	if len(ms) != 1 || ms[0].Name != "store" {
+		t.Fatalf("with mail not executable and no contacts in names: %+v", ms)
+	}
+	if ms := BuiltinManifests("b", "d", signpost.Names{Domain: "home.arpa"}, logger); len(ms) != 0 {
+		t.Fatalf("no appliances in names, yet %+v", ms)
 	}
 }

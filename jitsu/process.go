@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -77,6 +78,12 @@ func closeFiles(fs []*os.File) {
 
 // logLines logs every line read from r as output of appliance name until EOF.
 func (s *Summoner) logLines(name, stream string, r io.ReadCloser) {
+	logOutput(s.logger, name, stream, r, nil)
+}
+
+// logOutput logs every line read from r as output of appliance name until EOF, splitting
+// lines longer than maxLogLine, tells onLine (if set) of each, and closes r.
+func logOutput(logger *slog.Logger, name, stream string, r io.ReadCloser, onLine func(string)) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLogLine)
 	for {
@@ -88,7 +95,10 @@ func (s *Summoner) logLines(name, stream string, r io.ReadCloser) {
 					line = line[:n-2]
 				}
 			}
-			s.logger.Info("appliance output", "appliance", name, "stream", stream, "line", string(line))
+			logger.Info("appliance output", "appliance", name, "stream", stream, "line", string(line))
+			if onLine != nil {
+				onLine(string(line))
+			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return

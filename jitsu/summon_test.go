@@ -23,12 +23,16 @@ import (
 // testAppliance is the path of the built testdata/testappliance, made by TestMain.
 var testAppliance string
 
+// testDir is TestMain's temporary directory, removed after the tests.
+var testDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "jitsu-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testDir = dir
 	testAppliance = filepath.Join(dir, "testappliance")
 	code := 1
 	if out, err := goBuild(testAppliance, "./testdata/testappliance"); err != nil {

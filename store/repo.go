@@ -47,7 +47,7 @@ type Repo struct {
 	hist *historyIndex
 
 	cacheMu sync.Mutex
-	trees   *lru.Cache // plumbing.Hash → []treeEntry
+	trees   *treeCache // parsed trees, bounded by size
 	commits *lru.Cache // plumbing.Hash → *commitInfo
 
 	reqs   chan *request
@@ -171,7 +171,7 @@ func open(dir string, opts *Options) (*Repo, error) {
 		return nil, err
 	}
 	r.db = db
-	r.trees = lru.New(4096)
+	r.trees = newTreeCache(treeCacheBytes)
 	r.commits = lru.New(4096)
 	r.hist = newHistoryIndex(r)
 	r.watch.r = r
@@ -277,10 +277,10 @@ func (r *Repo) tree(h plumbing.Hash) ([]treeEntry, error) {
 		return nil, nil
 	}
 	r.cacheMu.Lock()
-	v, ok := r.trees.Get(h)
+	v, ok := r.trees.get(h)
 	r.cacheMu.Unlock()
 	if ok {
-		return v.([]treeEntry), nil
+		return v, nil
 	}
 	t, data, err := r.db.get(h)
 	if err != nil {
@@ -294,14 +294,14 @@ func (r *Repo) tree(h plumbing.Hash) ([]treeEntry, error) {
 		return nil, err
 	}
 	r.cacheMu.Lock()
-	r.trees.Add(h, entries)
+	r.trees.add(h, entries)
 	r.cacheMu.Unlock()
 	return entries, nil
 }
 
 func (r *Repo) cacheTree(h plumbing.Hash, entries []treeEntry) {
 	r.cacheMu.Lock()
-	r.trees.Add(h, entries)
+	r.trees.add(h, entries)
 	r.cacheMu.Unlock()
 }
 

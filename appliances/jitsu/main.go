@@ -2,19 +2,20 @@
 // built-in appliance's sockets, and starts an appliance when its name is looked up or its
 // socket is connected to.
 //
-//	jitsu -data DIR [-dns 127.0.0.1:5353] [-status 127.0.0.1:8053] [-bin DIR] [-upstream ADDR]
+//	jitsu -data DIR [-dns 127.0.0.1:5353] [-status 127.0.0.1:8053] [-bin DIR] [-upstream ADDR] [-manifests FILE]
+//
+// Appliances in the manifests file with an image run as microVMs under QEMU; they are
+// published in DNS when DIR/names.json names them.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,13 +41,14 @@ func run() int {
 	status := fs.String("status", "127.0.0.1:8053", "status endpoint address (empty: none)")
 	bin := fs.String("bin", "", "directory of the appliance binaries (default: this program's directory)")
 	upstream := fs.String("upstream", "", "resolver for names outside the home zone (empty: REFUSED)")
+	manifests := fs.String("manifests", "", "file of extra appliance manifests, e.g. microVM images (JSON, see jitsu.DecodeManifests)")
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
 		return 2
 	}
 	if *data == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: jitsu -data DIR [-dns ADDR] [-status ADDR] [-bin DIR] [-upstream ADDR]")
+		fmt.Fprintln(os.Stderr, "usage: jitsu -data DIR [-dns ADDR] [-status ADDR] [-bin DIR] [-upstream ADDR] [-manifests FILE]")
 		return 2
 	}
 	if *bin == "" {
@@ -60,7 +62,7 @@ func run() int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, *data, *dnsAddr, *status, *bin, *upstream); err != nil {
+	if err := serve(ctx, logger, *data, *dnsAddr, *status, *bin, *upstream, *manifests); err != nil {
 		logger.Error("jitsu stopped", "err", err)
 		return 1
 	}
@@ -68,125 +70,67 @@ func run() int {
 }
 
 // serve registers the built-in appliances, answers DNS and serves the status until ctx ends.
-func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAddr, binDir, upstream string) error {
+func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAddr, binDir, upstream, manifestsFile string) error {
 	names, err := signpost.ReadNames(dataDir)
 	if err != nil {
 		return err
 	}
-	met := newMetrics()
-	summoner := jitsu.NewSummoner(jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ(), OnSummon: met.observe})
-	met.summoner = summoner
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		summoner.Close(cctx)
-	}()
-	addrs := map[string][]netip.Addr{}
-	for _, m := range jitsu.BuiltinManifests(binDir, dataDir, names) {
-		if err := summoner.Add(ctx, m); err != nil {
-			return err
-		}
-		addrs[m.Name] = listenAddrs(summoner, m)
-	}
-	nsAddr, err := netip.ParseAddrPort(dnsAddr)
-	if err != nil {
-		return fmt.Errorf("-dns %q: %w", dnsAddr, err)
-	}
-	zone, err := jitsu.NewZone(names, addrs, []netip.Addr{nsAddr.Addr()}, 0)
-	if err != nil {
-		return err
-	}
-	dns := jitsu.NewDNSServer(jitsu.DNSOptions{
-		Zone: zone, Upstream: upstream, Logger: logger,
-		OnLookup: func(appliance string) { summoner.SummonAsync(appliance) },
-	})
-	met.dns = dns
-	pcs, err := jitsu.ListenUDP(ctx, dnsAddr, 2)
-	if err != nil {
-		return err
-	}
-	tcp, err := net.Listen("tcp", dnsAddr)
-	if err != nil {
-		return err
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	closed := func(err error) error { // the DNS server's end after Shutdown is no failure
-		if errors.Is(err, jitsu.ErrServerClosed) {
-			return nil
-		}
-		return err
-	}
-	for _, pc := range pcs {
-		g.Go(func() error { return closed(dns.ServeUDP(pc)) })
-	}
-	g.Go(func() error { return closed(dns.ServeTCP(tcp)) })
-	if statusAddr != "" {
-		ln, err := net.Listen("tcp", statusAddr)
+	ms := jitsu.BuiltinManifests(binDir, dataDir, names, logger)
+	if manifestsFile != "" {
+		extra, err := jitsu.LoadManifests(manifestsFile)
 		if err != nil {
 			return err
 		}
-		h := statusHandler(summoner, dns, met)
+		ms = append(ms, extra...)
+	}
+	met := newMetrics()
+	j, err := jitsu.Start(ctx, jitsu.Config{
+		Names:     names,
+		Manifests: ms,
+		DNSAddr:   dnsAddr,
+		Upstream:  upstream,
+		Summon:    jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ(), OnSummon: met.observe},
+		VM:        jitsu.VMOptions{Logger: logger, OnSummon: met.observe},
+		Logger:    logger,
+	})
+	if err != nil {
+		return err
+	}
+	met.status, met.dns = j.Status, j.DNSServer()
+	g, gctx := errgroup.WithContext(ctx)
+	if statusAddr != "" {
+		ln, err := net.Listen("tcp", statusAddr)
+		if err != nil {
+			return errors.Join(err, closeJitsu(ctx, j))
+		}
+		h := statusHandler(j, met)
 		g.Go(func() error {
 			return signpost.ServeHTTP(gctx, []net.Listener{ln}, h, signpost.ServeOptions{Logger: logger})
 		})
 	}
-	logger.Info("jitsu up", "zone", names.Domain, "dns", dnsAddr, "status", statusAddr)
+	logger.Info("jitsu up", "zone", names.Domain, "dns", j.DNSAddr(), "status", statusAddr)
 	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return dns.Shutdown(sctx)
+		select {
+		case <-gctx.Done():
+		case <-j.Failed():
+		}
+		return closeJitsu(ctx, j)
 	})
 	return g.Wait()
 }
 
-// listenAddrs are the addresses an appliance's sockets listen on, which its DNS name
-// resolves to: loopback for sockets bound to it, the LAN addresses for wildcard ones.
-func listenAddrs(s *jitsu.Summoner, m jitsu.Manifest) []netip.Addr {
-	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
-	add := func(a netip.Addr) {
-		if a.IsValid() && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	for _, sock := range m.Sockets {
-		addr, err := s.Addr(m.Name, sock.Name)
-		if err != nil {
-			continue
-		}
-		ap, err := netip.ParseAddrPort(addr.String())
-		if err != nil {
-			continue
-		}
-		if !ap.Addr().IsUnspecified() {
-			add(ap.Addr().Unmap())
-			continue
-		}
-		add(netip.MustParseAddr("127.0.0.1"))
-		if lan, err := signpost.LANAddrs(); err == nil {
-			for _, ip := range lan {
-				if a, ok := netip.AddrFromSlice(ip); ok && !a.IsLinkLocalUnicast() {
-					add(a.Unmap())
-				}
-			}
-		}
-	}
-	return out
+// closeJitsu stops DNS and the appliances, waiting up to 15 s for them.
+func closeJitsu(ctx context.Context, j *jitsu.Jitsu) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	return j.Close(cctx)
 }
 
 // statusHandler serves jitsu's state as JSON at /status (the appliances and DNS counters)
 // and as Prometheus metrics at /metrics.
-func statusHandler(s *jitsu.Summoner, dns *jitsu.DNSServer, met *metrics) http.Handler {
+func statusHandler(j *jitsu.Jitsu, met *metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(struct {
-			Appliances []jitsu.ApplianceStatus `json:"appliances"`
-			DNS        jitsu.DNSStats          `json:"dns"`
-		}{s.Status(), dns.Stats()})
-	})
+	mux.Handle("GET /status", j.StatusHandler())
 	return mux
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hearth-home/hearth/jitsu"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
 )
@@ -166,3 +169,56 @@ func TestJitsuSummonsTheStore(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestServeManifestsFile: extra manifests are loaded (a bad file stops jitsu with the
+// reason) and served beside the built-in ones.
+func TestServeManifestsFile(t *testing.T) {
+	data, bin := t.TempDir(), t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"appliances":[{"name":"Bad!"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(t.TempDir(), "missing.json"), bad} {
+		err := serve(t.Context(), logger, data, "127.0.0.1:0", "", bin, "", file)
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(file)) {
+			t.Errorf("manifests %s: %v", file, err)
+		}
+	}
+
+	// A process appliance from the file (the store appliance under another name) is
+	// summoned by a connection to its socket.
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "store-extra"), "../store").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../store: %v\n%s", err, out)
+	}
+	good := filepath.Join(t.TempDir(), "good.json")
+	addr := "127.0.0.1:" + itoa(freePort(t))
+	ms := []jitsu.Manifest{{Name: "extra", Exec: []string{filepath.Join(bin, "store-extra"), "-data", data},
+		Sockets: []jitsu.Socket{{Name: "http", Proto: "tcp", Addr: addr}}}}
+	if err := jitsu.SaveManifests(good, ms); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, logger, data, "127.0.0.1:0", "", bin, "", good) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get("http://" + addr + "/api/repos"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the extra appliance answered %s, want 401", resp.Status)
+	}
+}

@@ -11,11 +11,11 @@ import (
 // metrics are jitsu's Prometheus metrics: summons and their latency as they happen,
 // DNS queries and appliance states read at each scrape.
 type metrics struct {
-	reg      *prometheus.Registry
-	summons  *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	summoner *jitsu.Summoner
-	dns      *jitsu.DNSServer
+	reg     *prometheus.Registry
+	summons *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	status  func() []jitsu.ApplianceStatus // both backends
+	dns     *jitsu.DNSServer
 }
 
 func newMetrics() *metrics {
@@ -43,7 +43,7 @@ func (m *metrics) observe(appliance string, latency time.Duration) {
 var (
 	queriesDesc = prometheus.NewDesc("jitsu_dns_queries_total", "DNS queries answered, by type.", []string{"type"}, nil)
 	rcodesDesc  = prometheus.NewDesc("jitsu_dns_responses_total", "DNS responses, by rcode.", []string{"rcode"}, nil)
-	stateDesc   = prometheus.NewDesc("jitsu_appliance_running", "1 when the appliance's process runs.", []string{"appliance"}, nil)
+	stateDesc   = prometheus.NewDesc("jitsu_appliance_running", "1 when the appliance's process or VM runs.", []string{"appliance"}, nil)
 	restartDesc = prometheus.NewDesc("jitsu_appliance_restarts_total", "Restarts after crashes.", []string{"appliance"}, nil)
 )
 
@@ -65,8 +65,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(rcodesDesc, prometheus.CounterValue, float64(n), rc)
 		}
 	}
-	if m.summoner != nil {
-		for _, a := range m.summoner.Status() {
+	if m.status != nil {
+		for _, a := range m.status() {
 			running := 0.0
 			if a.State == jitsu.StateRunning {
 				running = 1

@@ -42,7 +42,7 @@ type command struct {
 func commands() []command {
 	cmds := []command{
 		{"help", "", "list the commands", cmdHelp},
-		{"up", "[-data DIR] [-listen ADDR]", "run the store and its git and REST API (creates user admin on first run)", cmdUp},
+		{"up", "[-data DIR] [-dns ADDR] [-bin DIR]", "run jitsu and every appliance on demand; prints the services (creates user admin on first run)", cmdUp},
 		{"user add", "[-data DIR] NAME", "add a user; the password is read from standard input", cmdUserAdd},
 		{"user list", "[-data DIR]", "list the users", cmdUserList},
 		{"user passwd", "[-data DIR] NAME", "set a user's password, read from standard input", cmdUserPasswd},
@@ -58,6 +58,7 @@ func commands() []command {
 		{"ca export", "[-data DIR]", "print the local certificate authority's certificate (PEM) for clients to trust", cmdCAExport},
 		{"bench dns", "[-peers DIR] [-duration D]", "measure jitsu's DNS server beside NSD and Knot with dnsperf", cmdBenchDNS},
 		{"status", "[-status ADDR]", "show jitsu's appliances: running or not, summons, latency", cmdStatus},
+		{"bench summon", "[-runs N] [-vm N]", "time a summon from the DNS query to the greeting, cold and warm; jitsu's idle memory", cmdBenchSummon},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
 	cmds = append(cmds, mailCommands()...)

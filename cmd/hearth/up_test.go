@@ -7,14 +7,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -38,25 +43,39 @@ func (s *syncBuffer) String() string {
 
 // upServer is a running "hearth up".
 type upServer struct {
-	base     string // http://127.0.0.1:PORT
-	secure   string // https://localhost:PORT
-	password string // of admin, when this run created it
-	cancel   context.CancelFunc
-	finished chan struct{} // closed when run has returned and its output is read
-	code     int           // run's exit status, once finished
-	rest     string        // standard output after the welcome, once finished
-	stderr   *syncBuffer
+	base      string // http://127.0.0.1:PORT, the store's plain HTTP socket
+	secure    string // https://localhost:PORT, the store's HTTPS socket
+	httpsPort string
+	dns       string // 127.0.0.1:PORT
+	status    string // 127.0.0.1:PORT
+	welcome   string
+	password  string // of admin, when this run created it
+	cancel    context.CancelFunc
+	finished  chan struct{} // closed when run has returned and its output is read
+	code      int           // run's exit status, once finished
+	rest      string        // standard output after the welcome, once finished
+	stderr    *syncBuffer
 }
 
-// startUp runs "hearth up" on a free port and reads its welcome.
-func startUp(t *testing.T, data string) *upServer {
+var (
+	upRowHTTP   = regexp.MustCompile(`^  store http +store\.home\.arpa +(127\.0\.0\.1:\d+) +no \(this machine only\)$`)
+	upRowHTTPS  = regexp.MustCompile(`^  store https +store\.home\.arpa +127\.0\.0\.1:(\d+) +yes$`)
+	upRowDNS    = regexp.MustCompile(`^  dns +ns\.home\.arpa +(127\.0\.0\.1:\d+) +udp\+tcp$`)
+	upRowStatus = regexp.MustCompile(`^  status +(127\.0\.0\.1:\d+) +no$`)
+	upPassword  = regexp.MustCompile(`^Created user admin with password (\S+)$`)
+)
+
+// startUp runs "hearth up" on free ports (DNS, status and every appliance socket) with
+// extra flags and reads its welcome.
+func startUp(t *testing.T, data string, flags ...string) *upServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	u := &upServer{cancel: cancel, finished: make(chan struct{}), stderr: &syncBuffer{}}
 	code := make(chan int, 1)
+	args := append([]string{"up", "-data", data, "-dns", "127.0.0.1:0", "-status", "127.0.0.1:0", "-free-ports"}, flags...)
 	go func() {
-		code <- run(ctx, []string{"up", "-data", data, "-listen", "127.0.0.1:0", "-https", "127.0.0.1:0"}, strings.NewReader(""), pw, u.stderr)
+		code <- run(ctx, args, strings.NewReader(""), pw, u.stderr)
 		pw.Close()
 	}()
 	t.Cleanup(func() { u.stop() })
@@ -65,27 +84,34 @@ func startUp(t *testing.T, data string) *upServer {
 	for sc.Scan() {
 		line := sc.Text()
 		welcome = append(welcome, line)
-		if m := regexp.MustCompile(`^Created user admin with password (\S+)$`).FindStringSubmatch(line); m != nil {
+		if m := upPassword.FindStringSubmatch(line); m != nil {
 			u.password = m[1]
 		}
-		if m := regexp.MustCompile(`store REST API +(http://127\.0\.0\.1:\d+)/api/repos$`).FindStringSubmatch(line); m != nil {
-			u.base = m[1]
+		if m := upRowHTTP.FindStringSubmatch(line); m != nil {
+			u.base = "http://" + m[1]
 		}
-		if m := regexp.MustCompile(`store REST API \(TLS\) +(https://localhost:\d+)/api/repos$`).FindStringSubmatch(line); m != nil {
-			u.secure = m[1]
+		if m := upRowHTTPS.FindStringSubmatch(line); m != nil {
+			u.secure, u.httpsPort = "https://localhost:"+m[1], m[1]
+		}
+		if m := upRowDNS.FindStringSubmatch(line); m != nil {
+			u.dns = m[1]
+		}
+		if m := upRowStatus.FindStringSubmatch(line); m != nil {
+			u.status = m[1]
 		}
 		if strings.Contains(line, "git clone http://admin@127.0.0.1:") {
 			break
 		}
 	}
+	u.welcome = strings.Join(welcome, "\n")
 	go func() {
 		b, _ := io.ReadAll(pr)
 		u.code, u.rest = <-code, string(b)
 		close(u.finished)
 	}()
-	if u.base == "" {
+	if u.base == "" || u.secure == "" || u.dns == "" || u.status == "" {
 		cancel()
-		t.Fatalf("no address in the welcome:\n%s\nstderr:\n%s", strings.Join(welcome, "\n"), u.stderr)
+		t.Fatalf("addresses missing in the welcome:\n%s\nstderr:\n%s", u.welcome, u.stderr)
 	}
 	return u
 }
@@ -95,6 +121,39 @@ func (u *upServer) stop() (int, string) {
 	u.cancel()
 	<-u.finished
 	return u.code, u.rest
+}
+
+// dig runs the real dig against the running jitsu and returns its short answer.
+func dig(t *testing.T, dnsAddr string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("dig"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("dig is missing (Debian package bind9-dnsutils)")
+		}
+		t.Skip("dig is not installed (bind9-dnsutils)")
+	}
+	host, port, _ := net.SplitHostPort(dnsAddr)
+	out, err := exec.Command("dig", append([]string{"@" + host, "-p", port, "+short", "+time=5", "+tries=1"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// storePID asks jitsu's status endpoint for the store's pid (0: not running).
+func storePID(t *testing.T, statusAddr string) int {
+	t.Helper()
+	st, err := fetchStatus(context.Background(), "http://"+statusAddr+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.Appliances {
+		if a.Name == "store" {
+			return a.PID
+		}
+	}
+	t.Fatalf("no store in the status %+v", st)
+	return 0
 }
 
 func request(t *testing.T, method, url, body string, auth func(*http.Request)) (int, string, http.Header) {
@@ -126,14 +185,39 @@ func bearer(token string) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
 }
 
+// TestUp runs "hearth up" from the module source (it builds the appliances into
+// DATA/bin), resolves the store with dig, summons it with a connection, uses it with
+// passwords, tokens and git, stops it with a cancel (the store process ends too) and
+// starts it again.
 func TestUp(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	u := startUp(t, data)
 	if u.password == "" {
 		t.Fatal("first run printed no admin password")
 	}
-	repos := u.base + "/api/repos"
+	if _, err := os.Stat(filepath.Join(data, "bin", "store")); err != nil {
+		t.Fatalf("the store appliance was not built into DATA/bin: %v", err)
+	}
+	if !strings.Contains(u.welcome, "dashboard") {
+		t.Errorf("the welcome does not say the dashboard is missing:\n%s", u.welcome)
+	}
+	if pid := storePID(t, u.status); pid != 0 {
+		t.Fatalf("store runs (pid %d) before anyone asked for it", pid)
+	}
 
+	t.Run("dig", func(t *testing.T) {
+		if got := dig(t, u.dns, "store.home.arpa"); got != "127.0.0.1" {
+			t.Errorf("store.home.arpa A: %q", got)
+		}
+		if got := dig(t, u.dns, "SRV", "_https._tcp.store.home.arpa"); got != "0 0 "+u.httpsPort+" store.home.arpa." {
+			t.Errorf("_https._tcp.store.home.arpa SRV: %q, want port %s", got, u.httpsPort)
+		}
+		if got := dig(t, u.dns, "SRV", "_http._tcp.store.home.arpa"); got != "" {
+			t.Errorf("the loopback-only HTTP port is published: %q", got)
+		}
+	})
+
+	repos := u.base + "/api/repos"
 	// An app password (a token) made by the CLI while the server runs works at once.
 	code, stdout, stderr := runCmd(t, "", "user", "app-password", "add", "-data", data, "admin", "test")
 	if code != 0 {
@@ -169,6 +253,13 @@ func TestUp(t *testing.T) {
 			}
 		})
 	}
+	pid := storePID(t, u.status)
+	if pid == 0 {
+		t.Fatal("the store served requests but the status shows it not running")
+	}
+	if code, out, _ := runCmd(t, "", "status", "-status", u.status); code != 0 || !regexp.MustCompile(`store +running +`+strconv.Itoa(pid)).MatchString(out) {
+		t.Errorf("hearth status: %d\n%s", code, out)
+	}
 
 	// The README's walk-through: create a repository, see it, clone it with git.
 	if status, body, _ := request(t, "POST", repos, `{"name":"admin/notes"}`, basic("admin", u.password)); status != http.StatusCreated {
@@ -179,6 +270,9 @@ func TestUp(t *testing.T) {
 	}
 	t.Run("git clone", func(t *testing.T) {
 		if _, err := exec.LookPath("git"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("git is missing")
+			}
 			t.Skip("git is not installed (test.sh installs it)")
 		}
 		dir := filepath.Join(t.TempDir(), "notes")
@@ -196,6 +290,9 @@ func TestUp(t *testing.T) {
 	code, rest := u.stop()
 	if code != 0 || !strings.Contains(rest, "hearth: stopped") {
 		t.Fatalf("after cancel: exit %d, output %q, stderr:\n%s", code, rest, u.stderr)
+	}
+	if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		t.Fatalf("the store (pid %d) still runs after hearth up stopped", pid)
 	}
 	if _, err := http.Get(repos); err == nil {
 		t.Fatal("still answering after it stopped")
@@ -215,6 +312,11 @@ func TestUp(t *testing.T) {
 }
 
 func TestUpErrors(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -225,7 +327,8 @@ func TestUpErrors(t *testing.T) {
 		code int
 		text string
 	}{
-		{"bad address", []string{"-data", t.TempDir(), "-listen", "nowhere"}, 1, "nowhere"},
+		{"bad DNS address", []string{"-data", t.TempDir(), "-dns", "nowhere"}, 1, "nowhere"},
+		{"DNS port taken", []string{"-data", t.TempDir(), "-dns", taken.Addr().String(), "-free-ports", "-bin", t.TempDir()}, 1, "address already in use"},
 		{"data is a file", []string{"-data", file}, 1, "file"},
 		{"extra argument", []string{"now"}, 2, "want 0 arguments"},
 		{"bad flag", []string{"-port", "80"}, 2, "-port"},
@@ -251,9 +354,6 @@ func TestUpErrors(t *testing.T) {
 func TestUpServesHTTPS(t *testing.T) {
 	data := t.TempDir()
 	u := startUp(t, data)
-	if u.secure == "" {
-		t.Fatal("the welcome shows no HTTPS address")
-	}
 	var pemOut, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"ca", "export", "-data", data}, nil, &pemOut, &errOut); code != 0 {
 		t.Fatalf("hearth ca export: %d %s", code, errOut.String())
@@ -275,5 +375,75 @@ func TestUpServesHTTPS(t *testing.T) {
 	}
 	if _, err := http.Get(u.secure + "/api/repos"); err == nil {
 		t.Fatal("a client that does not trust the home CA connected")
+	}
+}
+
+func TestGoModPath(t *testing.T) {
+	for _, tc := range []struct{ name, gomod, want string }{
+		{"plain", "module github.com/hearth-home/hearth\n\ngo 1.26\n", modulePath},
+		{"quoted", "// c\nmodule \"example.org/x\"\n", "example.org/x"},
+		{"none", "go 1.26\n", ""},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := goModPath([]byte(tc.gomod)); got != tc.want {
+				t.Fatalf("%q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestApplianceBinaries: -bin wins; inside Hearth's source the appliances are built into
+// DATA/bin (one that does not compile is left out, the others built); elsewhere the
+// binaries are those next to the executable.
+func TestApplianceBinaries(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	ctx := context.Background()
+	data := t.TempDir()
+
+	if got, err := applianceBinaries(ctx, logger, data, "rel/bin"); err != nil || !filepath.IsAbs(got) || !strings.HasSuffix(got, "rel/bin") {
+		t.Fatalf("-bin rel/bin: %q %v", got, err)
+	}
+
+	src := t.TempDir()
+	files := map[string]string{
+		"go.mod":                    "module " + modulePath + "\n\ngo 1.26\n",
+		"appliances/good/main.go":   "package main\n\nfunc main() {}\n",
+		"appliances/broken/main.go": "package main\n\nfunc main() { undefined() }\n",
+		"appliances/jitsu/main.go":  "package main\n\nfunc main() {}\n",
+	}
+	for name, body := range files {
+		path := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(filepath.Join(src, "appliances", "good")) // below the module root
+	got, err := applianceBinaries(ctx, logger, data, "")
+	if err != nil || got != filepath.Join(data, "bin") {
+		t.Fatalf("in the source: %q %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(got, "good")); err != nil {
+		t.Errorf("good was not built: %v", err)
+	}
+	for _, absent := range []string{"broken", "jitsu"} {
+		if _, err := os.Stat(filepath.Join(got, absent)); err == nil {
+			t.Errorf("%s was built", absent)
+		}
+	}
+	if !strings.Contains(logs.String(), "appliance=broken") {
+		t.Errorf("no note about the broken appliance:\n%s", logs)
+	}
+
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.org/other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	if got, err := applianceBinaries(ctx, logger, data, ""); err != nil || got != filepath.Dir(exe) {
+		t.Fatalf("outside Hearth's source: %q %v, want %q", got, err, filepath.Dir(exe))
 	}
 }

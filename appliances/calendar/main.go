@@ -1,0 +1,144 @@
+// Command calendar is the calendar appliance: it serves users' calendars over CalDAV from a
+// data directory, on the sockets jitsu or systemd pass it (LISTEN_FDS; the one named
+// "https" speaks TLS) or on -listen, and can exit when idle so that it runs only on demand.
+//
+//	calendar -data DIR [-listen 127.0.0.1:8445] [-insecure-loopback] [-idle-exit 5m]
+//
+// -listen serves HTTPS with a certificate from the home CA; with -insecure-loopback it
+// serves plain HTTP instead, which is allowed only on a loopback address.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hearth-home/hearth/calendar"
+	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+// config is what the flags asked for.
+type config struct {
+	data, listen string
+	insecure     bool
+	idle         time.Duration
+}
+
+func run() int {
+	fs := flag.NewFlagSet("calendar", flag.ContinueOnError)
+	var c config
+	fs.StringVar(&c.data, "data", "", "data directory: repos/, accounts, the home CA (required)")
+	fs.StringVar(&c.listen, "listen", "", "address when not socket-activated (default: 127.0.0.1 and the calendar port of names.json)")
+	fs.BoolVar(&c.insecure, "insecure-loopback", false, "serve plain HTTP on -listen, which must be a loopback address")
+	fs.DurationVar(&c.idle, "idle-exit", 0, "exit after this long without an open connection (0: never)")
+	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if err := c.check(fs.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "calendar:", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, logger, c); err != nil {
+		logger.Error("calendar stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// check validates the flags.
+func (c config) check(args []string) error {
+	switch {
+	case c.data == "":
+		return errors.New("-data DIR is required")
+	case c.idle < 0:
+		return errors.New("-idle-exit must not be negative")
+	case len(args) > 0:
+		return fmt.Errorf("unexpected arguments %q", args)
+	case c.insecure && c.listen == "":
+		return errors.New("-insecure-loopback needs -listen with a loopback address")
+	}
+	if c.insecure {
+		host, _, err := net.SplitHostPort(c.listen)
+		if err != nil {
+			return fmt.Errorf("-listen %q: %w", c.listen, err)
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("-insecure-loopback: %q is not a loopback address", host)
+		}
+	}
+	return nil
+}
+
+// serve runs the appliance until ctx ends, serving fails or it has been idle long enough.
+func serve(ctx context.Context, logger *slog.Logger, c config) error {
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return err
+	}
+	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
+	if err != nil {
+		return err
+	}
+	port := names.Port("calendar", "https")
+	plain, secure := "", c.listen
+	if secure == "" {
+		secure = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	}
+	if c.insecure {
+		plain, secure = c.listen, ""
+	}
+	listeners, err := signpost.HTTPListeners(os.Getenv, plain, secure, ca.ServerConfig(names.DNSNames(), lanAddrs(logger)))
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		os.Unsetenv(k) // the descriptors are ours now, not our children's
+	}
+	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	h, err := calendar.NewHandler(calendar.Options{Repos: repos, Accounts: accounts, Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	for _, ln := range listeners {
+		logger.Info("calendar listening", "addr", ln.Addr().String())
+	}
+	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(h, port), signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
+	if cerr := repos.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
+	}
+	return err
+}
+
+// lanAddrs are the LAN addresses the certificates name.
+func lanAddrs(logger *slog.Logger) []net.IP {
+	ips, err := signpost.LANAddrs()
+	if err != nil {
+		logger.Warn("no LAN addresses in certificates", "err", err)
+	}
+	return ips
+}

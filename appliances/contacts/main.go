@@ -1,0 +1,134 @@
+// Command contacts is the contacts appliance: it serves each user's address books over
+// CardDAV from a data directory, on the sockets jitsu or systemd pass it or on -listen,
+// and can exit when it has been idle so that it runs only on demand.
+//
+//	contacts -data DIR [-listen 127.0.0.1:8444] [-insecure-loopback] [-idle-exit 5m]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hearth-home/hearth/contacts"
+	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is what the flags say.
+type config struct {
+	data     string
+	listen   string
+	insecure bool
+	idle     time.Duration
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("contacts", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.data, "data", "", "data directory: repos/, accounts, the home CA (required)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8444", "address when not socket-activated: HTTPS, or plain HTTP with -insecure-loopback")
+	fs.BoolVar(&c.insecure, "insecure-loopback", false, "serve -listen as plain HTTP (only on a loopback address)")
+	fs.DurationVar(&c.idle, "idle-exit", 0, "exit after this long without an open connection (0: never)")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	switch {
+	case c.data == "":
+		fmt.Fprintln(stderr, "contacts: -data DIR is required")
+		return 2
+	case c.idle < 0:
+		fmt.Fprintln(stderr, "contacts: -idle-exit must not be negative")
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "contacts: unexpected arguments %q\n", fs.Args())
+		return 2
+	case c.insecure && !isLoopback(c.listen):
+		fmt.Fprintf(stderr, "contacts: -insecure-loopback needs a loopback -listen address, not %q\n", c.listen)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := serve(ctx, logger, c, getenv); err != nil {
+		logger.Error("contacts stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serve runs the appliance until ctx ends, serving fails or it has been idle.
+func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string) error {
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return err
+	}
+	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
+	if err != nil {
+		return err
+	}
+	plain, secure := "", c.listen
+	if c.insecure {
+		plain, secure = c.listen, ""
+	}
+	ips, err := signpost.LANAddrs()
+	if err != nil {
+		logger.Warn("no LAN addresses in certificates", "err", err)
+	}
+	listeners, err := signpost.HTTPListeners(getenv, plain, secure, ca.ServerConfig(names.DNSNames(), ips))
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		os.Unsetenv(k) // the descriptors are ours now
+	}
+	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	h, err := contacts.NewHandler(contacts.Options{Repos: repos, Accounts: accounts, Logger: logger})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	for _, ln := range listeners {
+		logger.Info("contacts listening", "addr", ln.Addr().String())
+	}
+	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(h, names.Port("contacts", "https")),
+		signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
+	if cerr := repos.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
+	}
+	return err
+}
