@@ -50,3 +50,13 @@ func (c *objCache) put(v store.Hash, e *cached) {
 		c.bytes += len(e.data) * 4 // the parsed form is a few times larger
 	}
 }
+
+// drop empties the cache.
+func (c *objCache) drop() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m, c.bytes = nil, 0
+}

@@ -68,6 +68,14 @@ func NewHandler(opts Options) (*Handler, error) {
 // ServeHTTP answers a CalDAV request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.dav.ServeHTTP(w, r) }
 
+// DropCaches empties the handler's caches (parsed objects, object bytes, large
+// listings), for an idle appliance to give the memory back (signpost.ServeOptions.OnIdle).
+// Queries fill them again.
+func (h *Handler) DropCaches() {
+	h.cache.drop()
+	h.coll.DropCaches()
+}
+
 // Collections returns the calendars the handler serves, for commands such as import.
 func (h *Handler) Collections() *storedav.Collections { return h.coll }
 

@@ -2,6 +2,9 @@ package calendar
 
 import (
 	"errors"
+	"math"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -159,10 +162,60 @@ func (oz *objZones) group(cal *ical.Calendar, kind string) group {
 	return g
 }
 
+// future is an override with RANGE=THISANDFUTURE: it describes its own instance and
+// every later one not overridden on its own (RFC 5545 §3.8.4.4).
+type future struct {
+	comp    *ical.Component
+	span    span
+	recurID time.Time // the instant it takes over from
+	// shift moves a later instance's start: the override's DTSTART minus its
+	// RECURRENCE-ID, in wall time of the override's zone (whole days for dates).
+	shift     time.Duration
+	shiftDays int
+}
+
+// isThisAndFuture reports whether an override's RECURRENCE-ID has RANGE=THISANDFUTURE.
+func isThisAndFuture(c *ical.Component) bool {
+	p := c.Props.Get(ical.PropRecurrenceID)
+	return p != nil && strings.EqualFold(p.Params.Get("RANGE"), "THISANDFUTURE")
+}
+
+// futureFor returns the THISANDFUTURE override in force at instant at: the latest one
+// taking over at or before it (futures sorted by recurID), or nil.
+func futureFor(futures []future, at time.Time) *future {
+	i := sort.Search(len(futures), func(i int) bool { return futures[i].recurID.After(at) })
+	if i == 0 {
+		return nil
+	}
+	return &futures[i-1]
+}
+
+// apply makes the instance of master instance in (an occurrence at in.recurID) as
+// the override f describes it.
+func (f *future) apply(in instance) instance {
+	if !f.span.hasBase {
+		out := todoTimes(instance{comp: f.comp, kind: f.comp.Name})
+		out.recurID = in.recurID
+		return out
+	}
+	z := f.span.base.z
+	w := z.wall(in.recurID)
+	if f.span.isDate {
+		w = time.Date(w.Year(), w.Month(), w.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, f.shiftDays)
+	} else {
+		w = w.Add(f.shift)
+	}
+	out := f.span.at(f.comp, w, z, true)
+	out.recurID = in.recurID
+	return out
+}
+
 // each calls fn for every instance of the group that may overlap [from, to) (a zero
 // bound is open), in no particular order, until fn returns false.
 func (g group) each(from, to time.Time, fn func(instance) bool) error {
 	overridden := map[int64]bool{}
+	var futures []future
+	var early, late time.Duration // how far THISANDFUTURE overrides move instances
 	for _, o := range g.overrides {
 		s, err := g.oz.span(o)
 		if err != nil {
@@ -174,9 +227,31 @@ func (g group) each(from, to time.Time, fn func(instance) bool) error {
 			in = todoTimes(instance{comp: o, kind: o.Name})
 		}
 		in.recurID = s.recurID
+		if isThisAndFuture(o) {
+			f := future{comp: o, span: s, recurID: s.recurID}
+			if s.hasBase {
+				rw := s.base.z.wall(s.recurID)
+				if s.isDate {
+					f.shiftDays = int(math.Round(s.base.wall.Sub(time.Date(rw.Year(), rw.Month(), rw.Day(), 0, 0, 0, 0, time.UTC)).Hours() / 24))
+				} else {
+					f.shift = s.base.wall.Sub(rw)
+				}
+				d := f.shift + time.Duration(f.shiftDays)*24*time.Hour
+				early, late = max(early, -d), max(late, d)
+			}
+			futures = append(futures, f)
+		}
 		if !fn(in) {
 			return nil
 		}
+	}
+	slices.SortFunc(futures, func(a, b future) int { return a.recurID.Compare(b.recurID) })
+	// A master instance, or the THISANDFUTURE override's version of it.
+	master := func(in instance) instance {
+		if f := futureFor(futures, in.recurID); f != nil {
+			return f.apply(in)
+		}
+		return in
 	}
 	if g.master == nil {
 		return nil
@@ -223,6 +298,15 @@ func (g group) each(from, to time.Time, fn func(instance) bool) error {
 	}
 	z := s.base.z
 	n := 0
+	// With RDATE but no RRULE, DTSTART is the first instance (RFC 5545 §3.8.5.2); an
+	// RRULE's iterator yields it itself.
+	seen := map[int64]bool{}
+	if rp == nil && !skip(s.base.wall, s.base.at) {
+		seen[s.base.at.Unix()] = true
+		if !fn(master(s.at(g.master, s.base.wall, z, true))) {
+			return nil
+		}
+	}
 	for i := range rdates {
 		p := &rdates[i]
 		items, err := parseDateList(p)
@@ -239,11 +323,14 @@ func (g group) each(from, to time.Time, fn func(instance) bool) error {
 				w = it.wall
 			}
 			at := z.utc(w)
-			if skip(w, at) {
+			if skip(w, at) || seen[at.Unix()] {
 				continue
 			}
+			seen[at.Unix()] = true
 			in := s.at(g.master, w, z, true)
-			if it.period && in.hasStart {
+			if f := futureFor(futures, in.recurID); f != nil {
+				in = f.apply(in)
+			} else if it.period && in.hasStart {
 				in.hasEnd, in.viaDur = true, false
 				if it.hasEnd {
 					in.end = rz.utc(it.end)
@@ -272,13 +359,19 @@ func (g group) each(from, to time.Time, fn func(instance) bool) error {
 	}
 	var limit time.Time
 	if !to.IsZero() {
+		to = to.Add(early) // an instance moved earlier may come from after the range
 		limit = z.wall(to).AddDate(0, 0, 2)
 		if opt.Until.IsZero() || opt.Until.After(limit) {
 			opt.Until = limit
 		}
 	}
 	if !from.IsZero() {
-		margin := time.Duration(s.length.days+2)*24*time.Hour + max(s.length.exact, 0)
+		// Instances that start before from may reach into the range: by their length, or
+		// by a THISANDFUTURE override's length and shift.
+		margin := time.Duration(s.length.days+2)*24*time.Hour + max(s.length.exact, 0) + late
+		for _, f := range futures {
+			margin = max(margin, late+time.Duration(f.span.length.days+2)*24*time.Hour+max(f.span.length.exact, 0))
+		}
 		fastForward(opt, z.wall(from).Add(-margin))
 	}
 	r, err := rrule.NewRRule(*opt)
@@ -304,7 +397,7 @@ func (g group) each(from, to time.Time, fn func(instance) bool) error {
 		if skip(w, at) {
 			continue
 		}
-		if !fn(s.at(g.master, w, z, true)) {
+		if !fn(master(s.at(g.master, w, z, true))) {
 			return nil
 		}
 	}

@@ -34,6 +34,10 @@ const (
 type DNSOptions struct {
 	// Zone is the home zone served; it can be replaced later with SetZone. Required.
 	Zone *Zone
+	// LocalZone, when set, is the zone answered to clients on loopback addresses: the
+	// same names, but pointing at sockets that listen on loopback only, which a device
+	// elsewhere must never be told about (it would connect to itself). nil: Zone.
+	LocalZone *Zone
 	// Upstream is the "host:port" of a resolver that names outside the zone are forwarded
 	// to; empty means such queries are REFUSED.
 	Upstream string
@@ -60,6 +64,7 @@ type DNSOptions struct {
 type DNSServer struct {
 	opts    DNSOptions
 	zone    atomic.Pointer[Zone]
+	local   atomic.Pointer[Zone] // for loopback clients; nil: zone
 	rrl     *rrl
 	log     *slog.Logger
 	lookups chan string
@@ -110,11 +115,25 @@ func NewDNSServer(opts DNSOptions) *DNSServer {
 	s.tcpStats = new(counters)
 	s.counters = append(s.counters, s.tcpStats)
 	s.zone.Store(opts.Zone)
+	s.local.Store(opts.LocalZone)
 	return s
 }
 
 // SetZone replaces the zone atomically; queries in flight finish with the old one.
 func (s *DNSServer) SetZone(z *Zone) { s.zone.Store(z) }
+
+// SetLocalZone replaces the zone answered to loopback clients (nil: the main zone).
+func (s *DNSServer) SetLocalZone(z *Zone) { s.local.Store(z) }
+
+// zoneFor returns the zone a client at addr is answered from.
+func (s *DNSServer) zoneFor(client netip.Addr) *Zone {
+	if client.Unmap().IsLoopback() {
+		if z := s.local.Load(); z != nil {
+			return z
+		}
+	}
+	return s.zone.Load()
+}
 
 // Zone returns the zone being served.
 func (s *DNSServer) Zone() *Zone { return s.zone.Load() }
@@ -245,7 +264,7 @@ func (s *DNSServer) handleUDP(req, out []byte, client netip.Addr, c *counters) (
 			slip = true
 		}
 	}
-	return s.answer(s.zone.Load(), req, out, true, slip, c)
+	return s.answer(s.zoneFor(client), req, out, true, slip, c)
 }
 
 // forwardUDP forwards req to the upstream in the background; when too many are in flight
@@ -370,6 +389,10 @@ func (s *DNSServer) serveConn(conn net.Conn) {
 	req := make([]byte, maxMsgSize)
 	out := make([]byte, 2, maxMsgSize+18)
 	c := s.tcpStats
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		client = ap.Addr()
+	}
 	for {
 		conn.SetReadDeadline(time.Now().Add(s.opts.TCPIdleTimeout))
 		if _, err := io.ReadFull(r, req[:2]); err != nil {
@@ -379,7 +402,7 @@ func (s *DNSServer) serveConn(conn net.Conn) {
 		if _, err := io.ReadFull(r, req[:n]); err != nil {
 			return
 		}
-		resp, act := s.answer(s.zone.Load(), req[:n], out[2:], false, false, c)
+		resp, act := s.answer(s.zoneFor(client), req[:n], out[2:], false, false, c)
 		switch act {
 		case actDrop:
 			continue

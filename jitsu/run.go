@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -127,14 +128,18 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 
 	// The published names: appliances with a manifest, ports where the sockets listen.
 	names := signpost.Names{Domain: cfg.Names.Domain}
-	addrs := map[string][]netip.Addr{}
+	addrs := map[string][]netip.Addr{}      // answered to clients elsewhere
+	localAddrs := map[string][]netip.Addr{} // answered to clients on this machine
 	for _, a := range cfg.Names.Appliances {
 		get := addrOf[a.Name]
 		if get == nil {
 			continue
 		}
 		pub := signpost.Appliance{Name: a.Name}
-		var as []netip.Addr
+		// Two views of the A/AAAA records: devices elsewhere get the addresses they can
+		// reach (the LAN addresses for a socket on every address, never 127.0.0.1, which
+		// would be themselves); clients on this machine get loopback addresses.
+		var as, local []netip.Addr
 		for _, p := range a.Ports {
 			addr, err := get(p.Name)
 			if err != nil {
@@ -147,24 +152,35 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 			p.Port = int(ap.Port())
 			pub.Ports = append(pub.Ports, p)
 			s := Service{Appliance: a.Name, Socket: p.Name, FQDN: names.FQDN(a.Name), Addr: ap, TLS: p.TLS, Loopback: p.Loopback}
-			if ap.Addr().IsUnspecified() {
+			switch {
+			case ap.Addr().IsUnspecified():
 				s.Wildcard = true
 				s.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
-				as = append(as, s.Addr.Addr())
+				local = append(local, s.Addr.Addr())
 				if ips, err := lan(); err == nil {
 					for _, ip := range ips {
-						if a, ok := netip.AddrFromSlice(ip); ok && !a.IsLinkLocalUnicast() {
+						if a, ok := netip.AddrFromSlice(ip); ok && !a.IsLinkLocalUnicast() && !a.Unmap().IsLoopback() {
 							as = append(as, a.Unmap())
 						}
 					}
 				}
-			} else {
+			case ap.Addr().Unmap().IsLoopback():
+				local = append(local, ap.Addr().Unmap())
+			default:
 				as = append(as, ap.Addr().Unmap())
+				local = append(local, ap.Addr().Unmap())
 			}
 			j.services = append(j.services, s)
 		}
-		slices.SortStableFunc(as, func(x, y netip.Addr) int { return x.Compare(y) })
-		addrs[a.Name] = slices.Compact(as)
+		if len(as) == 0 {
+			as = slices.Clone(local) // nothing reachable from elsewhere: answer what there is
+		}
+		for _, v := range []*[]netip.Addr{&as, &local} {
+			slices.SortStableFunc(*v, func(x, y netip.Addr) int { return x.Compare(y) })
+			*v = slices.Compact(*v)
+		}
+		addrs[a.Name] = as
+		localAddrs[a.Name] = local
 		names.Appliances = append(names.Appliances, pub)
 	}
 	j.names = names
@@ -181,7 +197,12 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 		return nil, err
 	}
 	j.dnsAddr, _ = netip.ParseAddrPort(pcs[0].LocalAddr().String())
-	zone, err := NewZone(names, addrs, []netip.Addr{j.dnsAddr.Addr().Unmap()}, 0)
+	nsAddrs := []netip.Addr{j.dnsAddr.Addr().Unmap()}
+	zone, err := NewZone(names, addrs, nsAddrs, 0)
+	var localZone *Zone
+	if err == nil && !maps.EqualFunc(addrs, localAddrs, slices.Equal) {
+		localZone, err = NewZone(names, localAddrs, nsAddrs, 0)
+	}
 	if err != nil {
 		for _, pc := range pcs {
 			pc.Close()
@@ -190,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 		return nil, err
 	}
 	j.dns = NewDNSServer(DNSOptions{
-		Zone: zone, Upstream: cfg.Upstream, Logger: logger,
+		Zone: zone, LocalZone: localZone, Upstream: cfg.Upstream, Logger: logger,
 		OnLookup: func(appliance string) {
 			if j.vms != nil && j.vms.Has(appliance) {
 				j.vms.SummonAsync(appliance)

@@ -54,7 +54,9 @@
 // advertised without a value (STATUS ... (APPENDLIMIT) gives it) so that a too-large
 // non-synchronizing literal is read and refused with NO [TOOBIG] rather than breaking the
 // connection. Responses are coalesced into few writes (the library flushes after every
-// line). The keyword announcement (untagged FLAGS before a FETCH that uses a new
+// line). Clients that stall (half a command, half a literal, silent too long) or flood
+// are cut off with BYE by limits in ServerOptions, enforced under TLS too (guard.go). The
+// keyword announcement (untagged FLAGS before a FETCH that uses a new
 // keyword) needs an update writer from an earlier poll: a STORE that is the very first
 // command after SELECT reports its own FETCH first and the FLAGS right after. CONDSTORE and
 // QRESYNC are not offered (the library has no support): the in-memory modseq that drives

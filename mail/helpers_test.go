@@ -60,6 +60,7 @@ type fixtureOpts struct {
 	repos       RepoOpener
 	appendLimit int64
 	listener    func(net.Listener) net.Listener
+	server      ServerOptions
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -71,7 +72,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(b, ServerOptions{})
+	srv := NewServer(b, o.server)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

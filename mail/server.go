@@ -28,15 +28,34 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// MaxConns bounds open connections (0: DefaultMaxConns); a client over it gets BYE.
 	MaxConns int
+
+	// CommandTimeout is how long a client may take to send one command once it has
+	// begun, and before login how long it may stay silent (0: DefaultCommandTimeout).
+	CommandTimeout time.Duration
+	// LiteralTimeout is how long a client may take to send one literal, such as an
+	// APPEND's message (0: DefaultLiteralTimeout).
+	LiteralTimeout time.Duration
+	// IdleTimeout is how long a logged-in client may stay silent between commands or in
+	// IDLE (0: DefaultIdleTimeout; RFC 9051 asks for at least 30 minutes).
+	IdleTimeout time.Duration
+	// MaxCommandsPerSecond is the sustained command rate of one connection (0:
+	// DefaultMaxCommandsPerSecond, negative: unlimited). Commands over it are held back;
+	// a client still over it after CommandBurst held-back commands in a row gets BYE.
+	// Each command counts once, each literal once more, and before login every command
+	// counts twice.
+	MaxCommandsPerSecond float64
+	// CommandBurst is how many commands a connection may send at once above the rate
+	// (0: DefaultCommandBurst).
+	CommandBurst int
 }
 
 // Server serves IMAP (IMAP4rev2 and IMAP4rev1) for a Backend, net/http style.
 //
-// Timeouts are those of go-imap's imapserver: a command must arrive within 30 s of the
-// previous one's start while not logged in and within 35 min once logged in (IDLE may
-// last 30 min, as RFC 9051 asks); a literal must be sent within 5 min, a response taken
-// within 30 s. A stalled client is disconnected; nothing stored is affected, since every
-// change is one commit made only once its command was read completely.
+// Time limits come from ServerOptions (see CommandTimeout, LiteralTimeout, IdleTimeout;
+// a response must be taken within 30 s) and replace imapserver's fixed ones; a client
+// sending commands faster than MaxCommandsPerSecond is held back, then cut off. A
+// stalled or flooding client gets BYE and is disconnected; nothing stored is affected,
+// since every change is one commit made only once its command was read completely.
 type Server struct {
 	b    *Backend
 	opts ServerOptions
@@ -51,6 +70,8 @@ type Server struct {
 	looseLn, strictLn *chanListener
 	startOnce         sync.Once
 	serving           sync.WaitGroup // the inner servers' Serve calls
+
+	limits guardLimits
 
 	mu        sync.Mutex
 	listeners map[net.Listener]bool
@@ -68,6 +89,7 @@ func NewServer(b *Backend, opts ServerOptions) *Server {
 	if s.opts.MaxConns <= 0 {
 		s.opts.MaxConns = DefaultMaxConns
 	}
+	s.limits = s.opts.guardLimits()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	caps := imap.CapSet{}
 	for _, c := range []imap.Cap{imap.CapIMAP4rev1, imap.CapIMAP4rev2, imap.CapNamespace, imap.CapUIDPlus,
@@ -93,6 +115,9 @@ func (l slogPrintf) Printf(format string, args ...any) {
 
 func (s *Server) newSession(plainOK bool) func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	return func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+		if g := findGuard(c.NetConn()); g != nil {
+			g.setBye(func(text string) { c.Bye(text) })
+		}
 		return &session{srv: s, b: s.b, conn: c, ctx: s.ctx, plainOK: plainOK}, nil, nil
 	}
 }
@@ -165,7 +190,7 @@ func (s *Server) serve(ln net.Listener, isTLS bool) error {
 		if isTLS || signpost.PlaintextAuthAllowedConn(c, false) {
 			target = s.looseLn
 		}
-		var nc net.Conn = newCoalescingConn(&countedConn{Conn: c, s: s})
+		var nc net.Conn = newCoalescingConn(&countedConn{Conn: newGuardConn(c, s.limits), s: s})
 		if isTLS {
 			nc = tls.Server(nc, s.opts.TLSConfig)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -33,6 +34,8 @@ type session struct {
 	// updates is the last UpdateWriter the library handed us; Store uses it to
 	// announce new keywords before a FETCH mentions them.
 	updates *imapserver.UpdateWriter
+	// idling is held while Idle runs (see Close).
+	idling sync.Mutex
 }
 
 // selection is the client's view of the selected mailbox.
@@ -79,6 +82,11 @@ func mapErr(err error) error {
 }
 
 func (s *session) Close() error {
+	// The library may close the session while Idle still runs: when IDLE ends with a
+	// read error (a client gone, or cut off by a time limit) it closes stop and returns
+	// without waiting for Idle. Idle returns promptly once stop is closed.
+	s.idling.Lock()
+	defer s.idling.Unlock()
 	s.sel = nil
 	return nil
 }
@@ -506,6 +514,8 @@ func (s *session) flagsFor(sel *selection, e entry) []imap.Flag {
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.idling.Lock()
+	defer s.idling.Unlock()
 	s.updates = w
 	if s.us == nil {
 		<-stop

@@ -19,6 +19,12 @@ import (
 // listeners whose connections look remote (so passwords need TLS).
 func tlsFixture(t *testing.T) (imapsAddr, starttlsAddr string, client *tls.Config, srv *Server) {
 	t.Helper()
+	return tlsFixtureOpts(t, ServerOptions{})
+}
+
+// tlsFixtureOpts is tlsFixture with server options (the TLS config is set here).
+func tlsFixtureOpts(t *testing.T, opts ServerOptions) (imapsAddr, starttlsAddr string, client *tls.Config, srv *Server) {
+	t.Helper()
 	ca, _, err := signpost.OpenHomeCA(t.TempDir(), signpost.CAOptions{Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +33,8 @@ func tlsFixture(t *testing.T) (imapsAddr, starttlsAddr string, client *tls.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = NewServer(b, ServerOptions{TLSConfig: ca.ServerConfig([]string{"mail.home.arpa"}, nil)})
+	opts.TLSConfig = ca.ServerConfig([]string{"mail.home.arpa"}, nil)
+	srv = NewServer(b, opts)
 	var lns []net.Listener
 	for i := 0; i < 2; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -27,6 +27,11 @@ type ServeOptions struct {
 	// 19 MiB behind), so an idle appliance stays small (0: 1s; < 0: never). It acts on
 	// the whole process, which is what an appliance's main wants.
 	ReleaseMemory time.Duration
+	// OnIdle, when set, runs each time memory is about to be released (see
+	// ReleaseMemory): the place for an appliance to drop caches, so that the release
+	// returns their memory too. It runs on its own goroutine while no connection is open;
+	// a request may arrive while it runs.
+	OnIdle func()
 	// ShutdownGrace is how long requests in flight get when serving stops (<= 0: 10s);
 	// connections still open then are closed.
 	ShutdownGrace time.Duration
@@ -66,7 +71,13 @@ func ServeHTTP(ctx context.Context, listeners []net.Listener, h http.Handler, op
 		release = time.Second
 	}
 	if release > 0 {
-		hooks = append(hooks, whenIdle(release, debug.FreeOSMemory))
+		onIdle := opts.OnIdle
+		hooks = append(hooks, whenIdle(release, func() {
+			if onIdle != nil {
+				onIdle()
+			}
+			debug.FreeOSMemory()
+		}))
 	}
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
 		for _, h := range hooks {

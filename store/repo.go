@@ -35,6 +35,9 @@ type Options struct {
 	// AutoPackBytes: once the packs hold more than this many bytes and twice what the
 	// last Pack left, a Pack starts in the background (0: 32 MiB; < 0: never).
 	AutoPackBytes int64
+	// OnCommit, when set, is called after every commit this Repo writes (see CommitStats),
+	// from the writer goroutine: it must be quick and must not call back into the Repo.
+	OnCommit func(CommitStats)
 }
 
 // Repo is a versioned store in one bare git repository on disk. It is safe for concurrent

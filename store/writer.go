@@ -160,6 +160,7 @@ func (r *Repo) commitBatch(branch string, batch []*request) {
 	}
 	var ok []*request
 	var blobs []rawObject
+	var valueBytes int64
 	for _, q := range batch {
 		c := q.change
 		if err := r.precheck(c, root, exists, head, branch); err != nil {
@@ -174,6 +175,7 @@ func (r *Repo) commitBatch(branch string, batch []*request) {
 			case op.Copy != "":
 				_, err = root.put(segs, plumbing.NewHash(string(op.Copy)))
 			default:
+				valueBytes += int64(len(op.Value))
 				o := newObject(plumbing.BlobObject, op.Value)
 				blobs = append(blobs, o)
 				_, err = root.put(segs, o.hash)
@@ -225,6 +227,9 @@ func (r *Repo) commitBatch(branch string, batch []*request) {
 		old = plumbing.NewHash(string(head))
 	}
 	r.afterCommit(branch, old, h)
+	if r.opts.OnCommit != nil {
+		r.opts.OnCommit(CommitStats{Dir: r.dir, Branch: branch, Changes: len(ok), Bytes: valueBytes})
+	}
 	answer(ok, ci.Commit, nil)
 }
 

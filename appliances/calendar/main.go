@@ -3,6 +3,10 @@
 // "https" speaks TLS) or on -listen, and can exit when idle so that it runs only on demand.
 //
 //	calendar -data DIR [-listen 127.0.0.1:8445] [-insecure-loopback] [-idle-exit 5m]
+//	         [-metrics 127.0.0.1:9445] [-log-format json]
+//
+// With -metrics it serves Prometheus metrics at /metrics on that address, which must be
+// loopback (no credentials are asked): requests, latency, store commits, repository sizes.
 //
 // -listen serves HTTPS with a certificate from the home CA; with -insecure-loopback it
 // serves plain HTTP instead, which is allowed only on a loopback address.
@@ -24,6 +28,7 @@ import (
 	"github.com/hearth-home/hearth/calendar"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
+	"github.com/hearth-home/hearth/store/storedav"
 )
 
 func main() {
@@ -35,6 +40,8 @@ type config struct {
 	data, listen string
 	insecure     bool
 	idle         time.Duration
+	metrics      string
+	logFmt       string
 }
 
 func run() int {
@@ -44,6 +51,8 @@ func run() int {
 	fs.StringVar(&c.listen, "listen", "", "address when not socket-activated (default: 127.0.0.1 and the calendar port of names.json)")
 	fs.BoolVar(&c.insecure, "insecure-loopback", false, "serve plain HTTP on -listen, which must be a loopback address")
 	fs.DurationVar(&c.idle, "idle-exit", 0, "exit after this long without an open connection (0: never)")
+	fs.StringVar(&c.metrics, "metrics", "", "loopback address to serve Prometheus /metrics on (empty: none)")
+	fs.StringVar(&c.logFmt, "log-format", "text", "log format: "+signpost.LogFormats)
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -53,10 +62,16 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "calendar:", err)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := signpost.NewLogger(os.Stderr, c.logFmt)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "calendar:", err)
+		return 2
+	}
+	met := signpost.NewMetrics("calendar")
+	logger = slog.New(met.CountLogs(logger.Handler()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, c); err != nil {
+	if err := serve(ctx, logger, c, met); err != nil {
 		logger.Error("calendar stopped", "err", err)
 		return 1
 	}
@@ -89,9 +104,18 @@ func (c config) check(args []string) error {
 }
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle long enough.
-func serve(ctx context.Context, logger *slog.Logger, c config) error {
+func serve(ctx context.Context, logger *slog.Logger, c config, met *signpost.Metrics) error {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return err
+	}
+	if c.metrics != "" {
+		ln, err := signpost.MetricsListener(c.metrics)
+		if err != nil {
+			return err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the metrics stop with the appliance
+		go met.ServeMetrics(mctx, ln, logger)
 	}
 	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
 	if err != nil {
@@ -112,7 +136,7 @@ func serve(ctx context.Context, logger *slog.Logger, c config) error {
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		os.Unsetenv(k) // the descriptors are ours now, not our children's
 	}
-	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger})
+	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
 	if err != nil {
 		return err
 	}
@@ -120,14 +144,22 @@ func serve(ctx context.Context, logger *slog.Logger, c config) error {
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
-	h, err := calendar.NewHandler(calendar.Options{Repos: repos, Accounts: accounts, Logger: logger})
+	// The users' repositories are recycled when idle, which drops the store's caches;
+	// the accounts keep theirs.
+	dav, err := storedav.NewRecyclingRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	defer dav.Close()
+	h, err := calendar.NewHandler(calendar.Options{Repos: dav, Accounts: accounts, Logger: logger})
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
 	for _, ln := range listeners {
 		logger.Info("calendar listening", "addr", ln.Addr().String())
 	}
-	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(h, port), signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
+	met.WatchRepoSizes(repos.Root(), 0)
+	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(dav.Hold(h), port)), signpost.ServeOptions{Logger: logger, IdleExit: c.idle, OnIdle: idleHook(logger, h, dav)})
 	if cerr := repos.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
 	}
@@ -141,4 +173,15 @@ func lanAddrs(logger *slog.Logger) []net.IP {
 		logger.Warn("no LAN addresses in certificates", "err", err)
 	}
 	return ips
+}
+
+// idleHook drops the caches when the appliance goes idle, so that the memory released
+// then includes them; the next requests fill them again.
+func idleHook(logger *slog.Logger, h interface{ DropCaches() }, dav *storedav.RecyclingRepos) func() {
+	return func() {
+		h.DropCaches()
+		if _, err := dav.Recycle(); err != nil {
+			logger.Warn("recycling repositories", "err", err)
+		}
+	}
 }

@@ -3,6 +3,10 @@
 // and can exit when it has been idle so that it runs only on demand.
 //
 //	contacts -data DIR [-listen 127.0.0.1:8444] [-insecure-loopback] [-idle-exit 5m]
+//	         [-metrics 127.0.0.1:9444] [-log-format json]
+//
+// With -metrics it serves Prometheus metrics at /metrics on that address, which must be
+// loopback (no credentials are asked): requests, latency, store commits, repository sizes.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/hearth-home/hearth/contacts"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
+	"github.com/hearth-home/hearth/store/storedav"
 )
 
 func main() {
@@ -37,6 +42,8 @@ type config struct {
 	listen   string
 	insecure bool
 	idle     time.Duration
+	metrics  string
+	logFmt   string
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
@@ -47,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8444", "address when not socket-activated: HTTPS, or plain HTTP with -insecure-loopback")
 	fs.BoolVar(&c.insecure, "insecure-loopback", false, "serve -listen as plain HTTP (only on a loopback address)")
 	fs.DurationVar(&c.idle, "idle-exit", 0, "exit after this long without an open connection (0: never)")
+	fs.StringVar(&c.metrics, "metrics", "", "loopback address to serve Prometheus /metrics on (empty: none)")
+	fs.StringVar(&c.logFmt, "log-format", "text", "log format: "+signpost.LogFormats)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -66,8 +75,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintf(stderr, "contacts: -insecure-loopback needs a loopback -listen address, not %q\n", c.listen)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := serve(ctx, logger, c, getenv); err != nil {
+	logger, err := signpost.NewLogger(stderr, c.logFmt)
+	if err != nil {
+		fmt.Fprintln(stderr, "contacts:", err)
+		return 2
+	}
+	met := signpost.NewMetrics("contacts")
+	logger = slog.New(met.CountLogs(logger.Handler()))
+	if err := serve(ctx, logger, c, getenv, met); err != nil {
 		logger.Error("contacts stopped", "err", err)
 		return 1
 	}
@@ -87,9 +102,18 @@ func isLoopback(addr string) bool {
 }
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle.
-func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string) error {
+func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string, met *signpost.Metrics) error {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return err
+	}
+	if c.metrics != "" {
+		ln, err := signpost.MetricsListener(c.metrics)
+		if err != nil {
+			return err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the metrics stop with the appliance
+		go met.ServeMetrics(mctx, ln, logger)
 	}
 	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
 	if err != nil {
@@ -110,7 +134,7 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		os.Unsetenv(k) // the descriptors are ours now
 	}
-	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger})
+	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
 	if err != nil {
 		return err
 	}
@@ -118,17 +142,36 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
-	h, err := contacts.NewHandler(contacts.Options{Repos: repos, Accounts: accounts, Logger: logger})
+	// The users' repositories are recycled when idle, which drops the store's caches;
+	// the accounts keep theirs.
+	dav, err := storedav.NewRecyclingRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
+	if err != nil {
+		return errors.Join(err, repos.Close())
+	}
+	defer dav.Close()
+	h, err := contacts.NewHandler(contacts.Options{Repos: dav, Accounts: accounts, Logger: logger})
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
 	for _, ln := range listeners {
 		logger.Info("contacts listening", "addr", ln.Addr().String())
 	}
-	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(h, names.Port("contacts", "https")),
-		signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
+	met.WatchRepoSizes(repos.Root(), 0)
+	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(dav.Hold(h), names.Port("contacts", "https"))),
+		signpost.ServeOptions{Logger: logger, IdleExit: c.idle, OnIdle: idleHook(logger, h, dav)})
 	if cerr := repos.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
 	}
 	return err
+}
+
+// idleHook drops the caches when the appliance goes idle, so that the memory released
+// then includes them; the next requests fill them again.
+func idleHook(logger *slog.Logger, h interface{ DropCaches() }, dav *storedav.RecyclingRepos) func() {
+	return func() {
+		h.DropCaches()
+		if _, err := dav.Recycle(); err != nil {
+			logger.Warn("recycling repositories", "err", err)
+		}
+	}
 }

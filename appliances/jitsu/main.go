@@ -2,7 +2,7 @@
 // built-in appliance's sockets, and starts an appliance when its name is looked up or its
 // socket is connected to.
 //
-//	jitsu -data DIR [-dns 127.0.0.1:5353] [-status 127.0.0.1:8053] [-bin DIR] [-upstream ADDR] [-manifests FILE]
+//	jitsu -data DIR [-dns 127.0.0.1:5353] [-status 127.0.0.1:8053] [-bin DIR] [-upstream ADDR] [-manifests FILE] [-log-format json]
 //
 // Appliances in the manifests file with an image run as microVMs under QEMU; they are
 // published in DNS when DIR/names.json names them.
@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hearth-home/hearth/jitsu"
@@ -42,6 +40,7 @@ func run() int {
 	bin := fs.String("bin", "", "directory of the appliance binaries (default: this program's directory)")
 	upstream := fs.String("upstream", "", "resolver for names outside the home zone (empty: REFUSED)")
 	manifests := fs.String("manifests", "", "file of extra appliance manifests, e.g. microVM images (JSON, see jitsu.DecodeManifests)")
+	logFormat := fs.String("log-format", "text", "log format: "+signpost.LogFormats)
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -59,7 +58,11 @@ func run() int {
 		}
 		*bin = filepath.Dir(exe)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := signpost.NewLogger(os.Stderr, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jitsu:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, logger, *data, *dnsAddr, *status, *bin, *upstream, *manifests); err != nil {
@@ -83,7 +86,10 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAdd
 		}
 		ms = append(ms, extra...)
 	}
-	met := newMetrics()
+	met, err := newMetrics()
+	if err != nil {
+		return err
+	}
 	j, err := jitsu.Start(ctx, jitsu.Config{
 		Names:     names,
 		Manifests: ms,
@@ -103,7 +109,12 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, dnsAddr, statusAdd
 		if err != nil {
 			return errors.Join(err, closeJitsu(ctx, j))
 		}
-		h := statusHandler(j, met)
+		token, err := signpost.EnsureControlToken(dataDir)
+		if err != nil {
+			ln.Close()
+			return errors.Join(err, closeJitsu(ctx, j))
+		}
+		h := statusHandler(j, met, token)
 		g.Go(func() error {
 			return signpost.ServeHTTP(gctx, []net.Listener{ln}, h, signpost.ServeOptions{Logger: logger})
 		})
@@ -127,10 +138,10 @@ func closeJitsu(ctx context.Context, j *jitsu.Jitsu) error {
 }
 
 // statusHandler serves jitsu's state as JSON at /status (the appliances and DNS counters)
-// and as Prometheus metrics at /metrics.
-func statusHandler(j *jitsu.Jitsu, met *metrics) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /status", j.StatusHandler())
+// and as Prometheus metrics at /metrics, and the stop endpoint the dashboard uses (with
+// the control token of the data directory).
+func statusHandler(j *jitsu.Jitsu, met *metrics, token string) http.Handler {
+	mux := j.ControlHandler(token)
+	mux.Handle("GET /metrics", met.reg.Handler())
 	return mux
 }

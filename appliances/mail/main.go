@@ -6,10 +6,17 @@
 //	     [-smtp 127.0.0.1:1025] [-submission 127.0.0.1:1587] [-idle-exit 5m]
 //	     [-domain home.arpa] [-extra-domains a.org,b.org] [-aliases FILE]
 //	     [-smarthost host:port] [-smarthost-credentials FILE] [-max-message-size BYTES]
+//	     [-metrics 127.0.0.1:9124] [-log-format json]
 //
 // Socket-activated, the descriptors are named (LISTEN_FDNAMES) imap, imaps, lmtp, smtp and
 // submission, as in signpost.DefaultNames; imaps gets TLS from the home CA, imap, smtp and
 // submission offer STARTTLS with the same certificate.
+//
+// Prometheus metrics are served at /metrics over plain HTTP on the socket named "metrics"
+// or on -metrics, which must be a loopback address (no credentials are asked): connections
+// and bytes per socket, IMAP commands by status, SMTP/LMTP replies by class and logins (as
+// far as plain-text connections show them, see metrics.go), store commits, log records by
+// level.
 package main
 
 import (
@@ -47,6 +54,9 @@ const (
 // listenerNames are the socket names the appliance serves, in LISTEN_FDNAMES.
 var listenerNames = []string{"imap", "imaps", "lmtp", "smtp", "submission"}
 
+// metricsSocket is the name of the socket-activated listener for /metrics (plain HTTP).
+const metricsSocket = "metrics"
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv))
 }
@@ -63,6 +73,8 @@ type config struct {
 	smarthostCred string
 	smarthostTLS  string
 	maxMessage    int64
+	metrics       string
+	logFormat     string
 }
 
 func parseFlags(args []string) (config, int, bool) {
@@ -81,6 +93,8 @@ func parseFlags(args []string) (config, int, bool) {
 	fs.StringVar(&c.smarthostCred, "smarthost-credentials", "", "file holding \"user:password\" for the smarthost")
 	fs.StringVar(&c.smarthostTLS, "smarthost-tls", "starttls", "smarthost encryption: starttls, starttls-required, tls or none")
 	fs.Int64Var(&c.maxMessage, "max-message-size", delivery.DefaultMaxMessageBytes, "largest message accepted, in bytes")
+	fs.StringVar(&c.metrics, "metrics", "", "loopback address to serve Prometheus /metrics on when not socket-activated (empty: none)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: "+signpost.LogFormats)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return c, 0, false
 	} else if err != nil {
@@ -112,6 +126,9 @@ func parseFlags(args []string) (config, int, bool) {
 	if _, err := smarthostTLS(c.smarthostTLS); err != nil && problem == "" {
 		problem = err.Error()
 	}
+	if _, err := signpost.NewLogger(os.Stderr, c.logFormat); err != nil && problem == "" {
+		problem = err.Error()
+	}
 	if problem != "" {
 		fmt.Fprintln(os.Stderr, "mail:", problem)
 		return c, 2, false
@@ -124,10 +141,12 @@ func run(args []string, getenv func(string) string) int {
 	if !ok {
 		return code
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, _ := signpost.NewLogger(os.Stderr, c.logFormat) // checked by parseFlags
+	met := signpost.NewMetrics("mail")
+	logger = slog.New(met.CountLogs(logger.Handler()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, c, getenv); err != nil {
+	if err := serve(ctx, logger, c, getenv, met); err != nil {
 		logger.Error("mail stopped", "err", err)
 		return 1
 	}
@@ -157,7 +176,7 @@ func listeners(getenv func(string) string, addrs map[string]string) (map[string]
 	}
 	if act != nil {
 		for n := range act {
-			if !slices.Contains(listenerNames, n) {
+			if !slices.Contains(listenerNames, n) && n != metricsSocket {
 				for _, l := range act {
 					l.Close()
 				}
@@ -248,7 +267,7 @@ func readSmall(path string, max int64) ([]byte, error) {
 }
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle for c.idle.
-func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string) error {
+func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string, met *signpost.Metrics) error {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return err
 	}
@@ -267,6 +286,23 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 		for _, l := range lns {
 			l.Close()
 		}
+	}
+	metricsLn, ok := lns[metricsSocket]
+	delete(lns, metricsSocket)
+	if !ok && c.metrics != "" {
+		if metricsLn, err = signpost.MetricsListener(c.metrics); err != nil {
+			closeListeners()
+			return err
+		}
+	}
+	if metricsLn != nil {
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the metrics stop with the appliance
+		go met.ServeMetrics(mctx, metricsLn, logger)
+	}
+	mm := newMailMetrics(met)
+	for name, ln := range lns {
+		lns[name] = mm.wrap(name, ln)
 	}
 	ips, err := signpost.LANAddrs()
 	if err != nil {
@@ -302,7 +338,7 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 		dopts.Smarthost = sh
 	}
 
-	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger})
+	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
 	if err != nil {
 		closeListeners()
 		return err
@@ -312,6 +348,7 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 			logger.Error("close repositories", "err", err)
 		}
 	}()
+	met.WatchRepoSizes(repos.Root(), 0)
 	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
 	if err != nil {
 		closeListeners()

@@ -2,7 +2,10 @@
 // smart HTTP from a data directory, on the sockets systemd passes it or on -listen, and can
 // exit when it has been idle so that it runs only on demand.
 //
-//	store -data DIR [-listen 127.0.0.1:8088] [-idle-exit 5m]
+//	store -data DIR [-listen 127.0.0.1:8088] [-idle-exit 5m] [-metrics 127.0.0.1:9188] [-log-format json]
+//
+// With -metrics it serves Prometheus metrics at /metrics on that address, which must be
+// loopback (no credentials are asked): requests, latency, store commits, repository sizes.
 package main
 
 import (
@@ -33,6 +36,8 @@ func run() int {
 	listen := fs.String("listen", "127.0.0.1:8088", "plain HTTP address when not socket-activated (keep it on loopback; empty: none)")
 	https := fs.String("https", "127.0.0.1:8443", "HTTPS address when not socket-activated (empty: none)")
 	idle := fs.Duration("idle-exit", 0, "exit after this long without an open connection (0: never)")
+	metricsAddr := fs.String("metrics", "", "loopback address to serve Prometheus /metrics on (empty: none)")
+	logFormat := fs.String("log-format", "text", "log format: "+signpost.LogFormats)
 	ts := addTailnetFlags(fs)
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -50,10 +55,16 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "store: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := signpost.NewLogger(os.Stderr, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "store:", err)
+		return 2
+	}
+	met := signpost.NewMetrics("store")
+	logger = slog.New(met.CountLogs(logger.Handler()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, logger, *data, *listen, *https, *idle, ts); err != nil {
+	if err := serve(ctx, logger, *data, *listen, *https, *idle, ts, met, *metricsAddr); err != nil {
 		logger.Error("store stopped", "err", err)
 		return 1
 	}
@@ -62,9 +73,19 @@ func run() int {
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle for idle.
 // It serves HTTPS with a certificate from the home CA, and plain HTTP for loopback clients.
-func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration, ts tailnetFlags) error {
+func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration, ts tailnetFlags,
+	met *signpost.Metrics, metricsAddr string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
+	}
+	if metricsAddr != "" {
+		ln, err := signpost.MetricsListener(metricsAddr)
+		if err != nil {
+			return err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the metrics stop with the appliance
+		go met.ServeMetrics(mctx, ln, logger)
 	}
 	ca, names, err := signpost.OpenHomeCA(dataDir, signpost.CAOptions{Logger: logger})
 	if err != nil {
@@ -77,7 +98,7 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		os.Unsetenv(k) // the descriptors are ours now, not our children's
 	}
-	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger})
+	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
 	if err != nil {
 		return err
 	}
@@ -94,7 +115,8 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 		listeners = append(listeners, signpost.TrustedListener(tln))
 	}
 	handler := storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger, PeerUser: peerUser})
-	err = signpost.ServeHTTP(ctx, listeners, signpost.RequireTLS(handler, names.Port("store", "https")),
+	met.WatchRepoSizes(repos.Root(), 0)
+	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(handler, names.Port("store", "https"))),
 		signpost.ServeOptions{Logger: logger, IdleExit: idle})
 	if cerr := repos.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))

@@ -27,7 +27,7 @@ func calendarCommands() []command {
 	return []command{
 		{"calendar import", "[-data DIR] [-collection NAME] USER FILE.ics", "import events and todos, one resource per UID (creates the calendar)", cmdCalendarImport},
 		{"calendar export", "[-data DIR] [-collection NAME] USER [FILE.ics]", "write a calendar as one .ics file (standard output by default)", cmdCalendarExport},
-		{"calendar restore", "[-data DIR] -since TIME USER [COLLECTION]", "bring back calendars or events deleted since TIME (RFC 3339, or a duration ago such as 2h)", cmdCalendarRestore},
+		{"calendar restore", "[-data DIR] USER [COLLECTION] --since TIME", "bring back calendars or events deleted since TIME (RFC 3339, or a duration ago such as 2h)", cmdCalendarRestore},
 		{"bench dav", "[-duration D] [-peers DIR] [-n ITEMS]", "measure the contacts and calendar appliances beside Radicale and Xandikos", cmdBenchDAV},
 	}
 }
@@ -211,13 +211,13 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 
 func cmdCalendarRestore(ctx context.Context, s stdio, args []string) int {
 	var since *string
-	return withCalendars(ctx, s, "calendar restore", "[-data DIR] -since TIME USER [COLLECTION]", 1, 2, args,
+	return withCalendars(ctx, s, "calendar restore", "[-data DIR] USER [COLLECTION] --since TIME", 1, 2, args,
 		func(fs *flag.FlagSet) {
 			since = fs.String("since", "", "restore what was deleted after this time (required)")
 		},
 		func(c *storedav.Collections, args []string) error {
 			if *since == "" {
-				return errors.New("-since TIME is required")
+				return errors.New("--since TIME is required")
 			}
 			t, err := parseSince(*since, time.Now())
 			if err != nil {

@@ -24,7 +24,7 @@ func mailCommands() []command {
 	return []command{
 		{"mail import", "[-data DIR] [-mailbox NAME] USER PATH", "import an mbox file or a Maildir directory (flags, dates and subfolders kept) into a user's mail", cmdMailImport},
 		{"mail export", "[-data DIR] USER OUTDIR", "write a user's mail as a Maildir: one subfolder per mailbox, flags in names, mtime = date", cmdMailExport},
-		{"mail restore", "[-data DIR] USER MAILBOX -since TIME", "bring back the messages of a mailbox deleted or expunged since TIME", cmdMailRestore},
+		{"mail restore", "[-data DIR] USER MAILBOX --since TIME", "bring back the messages of a mailbox deleted or expunged since TIME", cmdMailRestore},
 		{"bench imap", "[-clients 10,50] [-duration 10s] [-peers DIR]", "measure the mail appliance's IMAP beside Dovecot: ops/s per operation, memory", cmdBenchIMAP},
 	}
 }
@@ -247,7 +247,7 @@ func exportMail(ctx context.Context, b *mail.Backend, user, outDir string) (int,
 }
 
 func cmdMailRestore(ctx context.Context, s stdio, args []string) int {
-	fs := flagSet(s, "mail restore", "[-data DIR] USER MAILBOX -since TIME")
+	fs := flagSet(s, "mail restore", "[-data DIR] USER MAILBOX --since TIME")
 	data := fs.String("data", defaultData, "data directory of \"hearth up\"")
 	since := fs.String("since", "", "restore what was deleted after this time: RFC 3339, \"2006-01-02\", \"2006-01-02 15:04\" (local), or a duration ago (\"2h\")")
 	pos, code, ok := parseMailArgs(fs, args, 2)

@@ -59,11 +59,15 @@ func commands() []command {
 		{"bench dns", "[-peers DIR] [-duration D]", "measure jitsu's DNS server beside NSD and Knot with dnsperf", cmdBenchDNS},
 		{"status", "[-status ADDR]", "show jitsu's appliances: running or not, summons, latency", cmdStatus},
 		{"bench summon", "[-runs N] [-vm N]", "time a summon from the DNS query to the greeting, cold and warm; jitsu's idle memory", cmdBenchSummon},
+		{"bench up", "[-runs N] [-hearth PATH] [-bin DIR]", "time hearth up until every service answers (fresh and existing data)", cmdBenchUp},
 		{"bench store", "[-n WRITES] [-commits N]", "measure the store beside git: durable writes, key history, appliance memory", cmdBench},
 	}
 	cmds = append(cmds, mailCommands()...)
 	cmds = append(cmds, contactsCommands()...)
 	cmds = append(cmds, calendarCommands()...)
+	cmds = append(cmds, backupCommands()...)
+	cmds = append(cmds, flashCommands()...)
+	cmds = append(cmds, imageCommands()...)
 	return cmds
 }
 

@@ -48,6 +48,11 @@ Sockets listen on 127.0.0.1 (-lan: every address) on the ports of DATA/names.jso
 (-free-ports: ports the kernel picks, e.g. beside another Hearth); the DNS names resolve
 to where they listen and SRV records carry the real ports. The first run creates the data
 directory, the home CA and a user admin whose generated password is printed once.
+
+Once up, it prints the services (DNS name, address, TLS), the settings to type into
+Thunderbird, DAVx5 and vdirsyncer (for khal and khard), and how to point a router
+(dnsmasq, unbound) or a tailnet's split DNS at jitsu. Split DNS needs port 53: run
+"hearth up -lan -dns IP:53" with CAP_NET_BIND_SERVICE, or redirect port 53 to jitsu's.
 `
 
 func cmdUp(ctx context.Context, s stdio, args []string) int {
@@ -109,7 +114,97 @@ func up(ctx context.Context, s stdio, cfg upConfig) error {
 	if err != nil {
 		return errors.Join(err, repos.Close())
 	}
-	ms := jitsu.BuiltinManifests(binDir, dataDir, names, logger)
+	// The status socket first: the dashboard is told where it is.
+	var statusLn net.Listener
+	if cfg.status != "" {
+		if statusLn, err = net.Listen("tcp", cfg.status); err != nil {
+			return errors.Join(fmt.Errorf("-status: %w", err), repos.Close())
+		}
+	}
+	closeStatus := func() {
+		if statusLn != nil {
+			statusLn.Close()
+		}
+	}
+	ms := upManifests(jitsu.BuiltinManifests(binDir, dataDir, names, logger), cfg, statusLn)
+	j, err := jitsu.Start(ctx, jitsu.Config{
+		Names: names, Manifests: ms, DNSAddr: cfg.dns, Logger: logger,
+		Summon: jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ()},
+	})
+	if err != nil {
+		closeStatus()
+		return errors.Join(err, repos.Close())
+	}
+	stop := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return j.Close(cctx)
+	}
+	// Only now that nothing can fail before the welcome is printed: a first admin whose
+	// password was never shown would lock the owner out.
+	user, password, err := firstUser(ctx, accounts)
+	if cerr := repos.Close(); err == nil && cerr != nil { // the appliances open it themselves
+		err = fmt.Errorf("close repositories: %w", cerr)
+	}
+	if err != nil {
+		closeStatus()
+		return errors.Join(err, stop())
+	}
+	w := welcome{
+		dataDir: dataDir, caFile: filepath.Join(dataDir, "ca", "ca.crt"),
+		user: user, password: password, domain: names.Domain,
+		services: j.Services(), dns: j.DNSAddr(), lan: cfg.lan,
+	}
+	if statusLn != nil {
+		w.status = statusLn.Addr().String()
+	}
+	for _, a := range names.Appliances {
+		if !slices.ContainsFunc(ms, func(m jitsu.Manifest) bool { return m.Name == a.Name }) {
+			w.missing = append(w.missing, a.Name)
+		}
+	}
+	if ips, err := signpost.LANAddrs(); err == nil {
+		w.lanAddr, w.tailnetAddr = pickAddrs(ips)
+	}
+	writeWelcome(s.out, w)
+
+	// Backups and replicas of DATA/backup.json ("hearth backup add"), see backup.go.
+	stopBackups := startBackups(ctx, dataDir, logger)
+	defer stopBackups()
+
+	sctx, cancelStatus := context.WithCancel(ctx)
+	statusDone := make(chan error, 1)
+	if statusLn != nil {
+		// The dashboard's stop buttons post to the stop endpoint with the control token.
+		token, terr := signpost.EnsureControlToken(dataDir)
+		if terr != nil {
+			logger.Warn("no stop endpoint for the dashboard", "err", terr)
+		}
+		h := j.ControlHandler(token)
+		go func() {
+			statusDone <- signpost.ServeHTTP(sctx, []net.Listener{statusLn}, h, signpost.ServeOptions{Logger: logger})
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case <-j.Failed():
+	case err = <-statusDone:
+		statusDone <- err
+	}
+	cancelStatus()
+	if statusLn != nil {
+		err = <-statusDone
+	}
+	err = errors.Join(err, stop())
+	if err == nil {
+		fmt.Fprintln(s.out, "hearth: stopped")
+	}
+	return err
+}
+
+// upManifests adapts the built-in manifests to cfg: sockets on 127.0.0.1 unless cfg.lan,
+// ports from the kernel with cfg.freePorts, and the dashboard told where jitsu's status is.
+func upManifests(ms []jitsu.Manifest, cfg upConfig, statusLn net.Listener) []jitsu.Manifest {
 	for i := range ms {
 		for k, sock := range ms[i].Sockets {
 			host, port, _ := net.SplitHostPort(sock.Addr)
@@ -121,60 +216,31 @@ func up(ctx context.Context, s stdio, cfg upConfig) error {
 			}
 			ms[i].Sockets[k].Addr = net.JoinHostPort(host, port)
 		}
-	}
-	j, err := jitsu.Start(ctx, jitsu.Config{
-		Names: names, Manifests: ms, DNSAddr: cfg.dns, Logger: logger,
-		Summon: jitsu.SummonOptions{Logger: logger, BaseEnv: os.Environ()},
-	})
-	if err != nil {
-		return errors.Join(err, repos.Close())
-	}
-	stop := func() error {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		return j.Close(cctx)
-	}
-	var statusLn net.Listener
-	if cfg.status != "" {
-		if statusLn, err = net.Listen("tcp", cfg.status); err != nil {
-			return errors.Join(err, stop(), repos.Close())
+		if ms[i].Name == "dashboard" && statusLn != nil {
+			ms[i].Exec = append(ms[i].Exec, "-jitsu-status", "http://"+statusLn.Addr().String()+"/status")
 		}
 	}
-	// Only now that nothing can fail before the welcome is printed: a first admin whose
-	// password was never shown would lock the owner out.
-	user, password, err := firstUser(ctx, accounts)
-	if cerr := repos.Close(); err == nil && cerr != nil { // the appliances open it themselves
-		err = fmt.Errorf("close repositories: %w", cerr)
-	}
-	if err != nil {
-		if statusLn != nil {
-			statusLn.Close()
-		}
-		return errors.Join(err, stop())
-	}
-	printWelcome(s.out, dataDir, j, ms, names, statusLn, user, password)
+	return ms
+}
 
-	sctx, cancelStatus := context.WithCancel(ctx)
-	statusDone := make(chan error, 1)
-	if statusLn != nil {
-		go func() {
-			statusDone <- signpost.ServeHTTP(sctx, []net.Listener{statusLn}, j.StatusHandler(), signpost.ServeOptions{Logger: logger})
-		}()
-	} else {
-		statusDone <- nil
+// pickAddrs returns the first private IPv4 address of ips (the LAN) and the first one in
+// the tailnet range 100.64.0.0/10; the zero Addr when there is none.
+func pickAddrs(ips []net.IP) (lanAddr, tailnetAddr netip.Addr) {
+	cgnat := netip.MustParsePrefix("100.64.0.0/10")
+	for _, ip := range ips {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		switch {
+		case cgnat.Contains(a) && !tailnetAddr.IsValid():
+			tailnetAddr = a
+		case a.Is4() && a.IsPrivate() && !lanAddr.IsValid():
+			lanAddr = a
+		}
 	}
-	select {
-	case <-ctx.Done():
-	case <-j.Failed():
-	case err = <-statusDone:
-		statusDone <- err
-	}
-	cancelStatus()
-	err = errors.Join(<-statusDone, stop())
-	if err == nil {
-		fmt.Fprintln(s.out, "hearth: stopped")
-	}
-	return err
+	return lanAddr, tailnetAddr
 }
 
 // applianceBinaries returns the directory of the appliance binaries (see upHelp): binFlag;
@@ -309,22 +375,63 @@ func firstUser(ctx context.Context, accounts *signpost.Accounts) (user, password
 	return "admin", password, nil
 }
 
-// printWelcome prints the password of a user just created, the service table (service,
-// DNS name, address, TLS), what was left out, and how to try it.
-func printWelcome(w io.Writer, dataDir string, j *jitsu.Jitsu, ms []jitsu.Manifest, names signpost.Names, statusLn net.Listener, user, password string) {
-	if password != "" {
-		fmt.Fprintf(w, "Created user %s with password %s\n(shown only this once; add more users with \"hearth user add\")\n\n", user, password)
+// welcome is everything "hearth up" prints once it is up. writeWelcome depends on nothing
+// else, so its text is reproducible (testdata/up-*.golden).
+type welcome struct {
+	dataDir     string
+	caFile      string // the CA's certificate on this machine
+	user        string // the user shown in examples
+	password    string // the user's password, only when this run created the user
+	domain      string // the home domain, e.g. "home.arpa"
+	services    []jitsu.Service
+	dns         netip.AddrPort // where jitsu answers DNS
+	status      string         // jitsu's status address ("": none)
+	missing     []string       // appliances in names.json without a binary
+	lan         bool           // the appliances listen on every address
+	lanAddr     netip.Addr     // this machine's LAN address (zero: unknown)
+	tailnetAddr netip.Addr     // this machine's tailnet address (zero: none)
+}
+
+// welcomeLast is the last line of the welcome; what follows is the log of the run.
+const welcomeLast = "Hearth is up. Stop it with Ctrl-C."
+
+// service returns the published socket of an appliance.
+func (w welcome) service(appliance, socket string) (jitsu.Service, bool) {
+	for _, sv := range w.services {
+		if sv.Appliance == appliance && sv.Socket == socket {
+			return sv, true
+		}
 	}
-	fmt.Fprintf(w, "Hearth is up, data in %s. Stop it with Ctrl-C.\n", dataDir)
-	fmt.Fprintln(w, "Appliances start when their name is looked up or a client connects.")
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	return jitsu.Service{}, false
+}
+
+// url returns https://FQDN:PORT/ of an appliance's https socket.
+func (w welcome) url(appliance string) (string, bool) {
+	sv, ok := w.service(appliance, "https")
+	if !ok {
+		return "", false
+	}
+	return "https://" + net.JoinHostPort(sv.FQDN, strconv.Itoa(int(sv.Addr.Port()))) + "/", true
+}
+
+// writeWelcome prints the service table (service, DNS name, address, TLS), the settings to
+// type into Thunderbird, DAVx5 and vdirsyncer, how to point a router or a tailnet at jitsu,
+// a few commands to try, the password of a user just created, and welcomeLast.
+func writeWelcome(out io.Writer, w welcome) {
+	bw := bufio.NewWriter(out)
+	defer bw.Flush()
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+	p("Hearth serves from %s; appliances start when their name is looked up or a client connects.\n\n", w.dataDir)
+
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SERVICE\tDNS NAME\tADDRESS\tTLS")
-	var plainHTTP, https string
-	for _, sv := range j.Services() {
+	for _, sv := range w.services {
 		tls := "no"
-		if sv.TLS {
+		switch {
+		case sv.TLS:
 			tls = "yes"
+		case sv.Appliance == "mail" && sv.Socket != "lmtp":
+			tls = "STARTTLS"
 		}
 		addr := sv.Addr.String()
 		if sv.Wildcard {
@@ -334,40 +441,120 @@ func printWelcome(w io.Writer, dataDir string, j *jitsu.Jitsu, ms []jitsu.Manife
 			tls += " (this machine only)"
 		}
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\t%s\n", sv.Appliance, sv.Socket, sv.FQDN, addr, tls)
-		if sv.Appliance == "store" && sv.Socket == "http" {
-			plainHTTP = "http://" + sv.Addr.String()
-		}
-		if sv.Appliance == "store" && sv.Socket == "https" {
-			https = "https://" + net.JoinHostPort("localhost", strconv.Itoa(int(sv.Addr.Port())))
-		}
 	}
-	fmt.Fprintf(tw, "  dns\tns.%s\t%s\tudp+tcp\n", names.Domain, j.DNSAddr())
-	if statusLn != nil {
-		fmt.Fprintf(tw, "  status\t\t%s\tno\n", statusLn.Addr())
+	fmt.Fprintf(tw, "  dns\tns.%s\t%s\tudp+tcp\n", w.domain, w.dns)
+	if w.status != "" {
+		only := ""
+		if ap, err := netip.ParseAddrPort(w.status); err == nil && ap.Addr().IsLoopback() {
+			only = " (this machine only)"
+		}
+		fmt.Fprintf(tw, "  status\t\t%s\tno%s\n", w.status, only)
 	}
 	tw.Flush()
-	var missing []string
-	for _, a := range names.Appliances {
-		if !slices.ContainsFunc(ms, func(m jitsu.Manifest) bool { return m.Name == a.Name }) {
-			missing = append(missing, a.Name)
+	if len(w.missing) > 0 {
+		p("\nNot served (no binary): %s\n", strings.Join(w.missing, ", "))
+	}
+
+	// Where clients find it.
+	here := "localhost"
+	if w.lan && w.lanAddr.IsValid() {
+		here = w.lanAddr.String()
+	}
+	p("\nCertificates come from Hearth's own CA, %s: trust it on every device.\n", w.caFile)
+	p("Copy it with \"hearth ca export -data %s > hearth-ca.pem\"; the README says how, per client.\n", w.dataDir)
+	p("Names below %s are answered by jitsu (DNS %s). Until your devices ask it\n", w.domain, w.dns)
+	p("(see \"Other devices\" below), type %s instead of a name: the certificates cover it too.\n", here)
+
+	if in, ok := w.service("mail", "imaps"); ok {
+		p("\nThunderbird: Account Settings > Account Actions > Add Mail Account, \"Configure manually\":\n")
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  incoming\tIMAP\tserver %s\tport %d\tSSL/TLS\tNormal password\tusername %s\n", in.FQDN, in.Addr.Port(), w.user)
+		if sub, ok := w.service("mail", "submission"); ok {
+			fmt.Fprintf(tw, "  outgoing\tSMTP\tserver %s\tport %d\tSTARTTLS\tNormal password\tusername %s\n", sub.FQDN, sub.Addr.Port(), w.user)
+		}
+		tw.Flush()
+		p("  email address %s@%s (the username is %s, without the domain)\n", w.user, w.domain, w.user)
+	}
+	contacts, hasContacts := w.url("contacts")
+	calendar, hasCalendar := w.url("calendar")
+	if hasContacts || hasCalendar {
+		p("\nDAVx5 (Android; install the CA certificate first): + > \"Login with URL and user name\":\n")
+		if hasContacts {
+			p("  contacts  base URL %s  user name %s\n", contacts, w.user)
+		}
+		if hasCalendar {
+			p("  calendar  base URL %s  user name %s\n", calendar, w.user)
+		}
+		p("  or \"Login with email address\" %s@%s once the phone resolves %s through jitsu\n", w.user, w.domain, w.domain)
+		p("  (the SRV records _carddavs._tcp and _caldavs._tcp name both).\n")
+	}
+	if dash, ok := w.url("dashboard"); ok {
+		p("\nDashboard: %s (log in as %s)\n", dash, w.user)
+	}
+	if hasContacts || hasCalendar {
+		p("\nkhard and khal through vdirsyncer: put this in ~/.config/vdirsyncer/config, then run\n")
+		p("\"vdirsyncer discover && vdirsyncer sync\"; point khard at ~/.local/share/vdirsyncer/contacts/*/\n")
+		p("and khal at ~/.local/share/vdirsyncer/calendars/* (type = discover).\n\n")
+		p("[general]\nstatus_path = \"~/.local/share/vdirsyncer/status/\"\n")
+		for _, d := range []struct {
+			name, url, ext string
+			ok             bool
+		}{{"contacts", contacts, ".vcf", hasContacts}, {"calendars", calendar, ".ics", hasCalendar}} {
+			if !d.ok {
+				continue
+			}
+			typ := "carddav"
+			if d.ext == ".ics" {
+				typ = "caldav"
+			}
+			p("\n[pair hearth_%s]\na = \"hearth_%s_local\"\nb = \"hearth_%s_remote\"\ncollections = [\"from a\", \"from b\"]\n", d.name, d.name, d.name)
+			p("\n[storage hearth_%s_local]\ntype = \"filesystem\"\npath = \"~/.local/share/vdirsyncer/%s/\"\nfileext = \"%s\"\n", d.name, d.name, d.ext)
+			p("\n[storage hearth_%s_remote]\ntype = \"%s\"\nurl = \"%s\"\nusername = \"%s\"\n", d.name, typ, d.url, w.user)
+			p("password.fetch = [\"prompt\", \"Hearth password of %s\"]\nverify = \"%s\"\n", w.user, w.caFile)
 		}
 	}
-	if len(missing) > 0 {
-		fmt.Fprintf(w, "\nNot served (no binary): %s\n", strings.Join(missing, ", "))
+
+	// Other devices.
+	lanIP, tsIP := "LAN-IP", "TAILNET-IP"
+	if w.lanAddr.IsValid() {
+		lanIP = w.lanAddr.String()
 	}
-	fmt.Fprintf(w, "\nCertificates come from Hearth's own CA: trust it with\n  hearth ca export -data %s > hearth-ca.pem\n(the README says how, per client). Plain HTTP accepts credentials only from this machine.\n", dataDir)
-	fmt.Fprintf(w, "\nTry:\n")
-	dns := j.DNSAddr()
-	fmt.Fprintf(w, "  dig @%s -p %d store.%s\n", dns.Addr(), dns.Port(), names.Domain)
-	if statusLn != nil {
-		fmt.Fprintf(w, "  hearth status -status %s\n", statusLn.Addr())
+	if w.tailnetAddr.IsValid() {
+		tsIP = w.tailnetAddr.String()
 	}
-	if https != "" {
-		fmt.Fprintf(w, "  curl --cacert hearth-ca.pem -u %s %s/api/repos\n", user, https)
+	p("\nOther devices find Hearth when their DNS server asks jitsu about %s.\n", w.domain)
+	if !w.lan || w.dns.Addr().IsLoopback() {
+		p("Now it answers this machine only: restart with \"hearth up -lan -dns %s:%d\".\n", lanIP, w.dns.Port())
 	}
-	if plainHTTP != "" {
-		fmt.Fprintf(w, "  curl -u %s %s/api/repos\n", user, plainHTTP)
-		fmt.Fprintf(w, "  git clone %s/%s/notes.git\n", strings.Replace(plainHTTP, "http://", "http://"+user+"@", 1), user)
+	p("  router with dnsmasq (OpenWrt, Pi-hole, most home routers), one line:\n")
+	p("    server=/%s/%s#%d\n", w.domain, lanIP, w.dns.Port())
+	p("  unbound (unbound.conf, server: and a stub zone):\n")
+	p("    server:\n      local-zone: \"%s.\" nodefault\n      domain-insecure: \"%s\"\n", w.domain, w.domain)
+	p("    stub-zone:\n      name: \"%s\"\n      stub-addr: %s@%d\n", w.domain, lanIP, w.dns.Port())
+	p("  Tailscale split DNS: admin console > DNS > Nameservers > Add nameserver > Custom,\n")
+	p("    %s, \"Restrict to domain\" %s (headscale: dns.nameservers.split in config.yaml).\n", tsIP, w.domain)
+	p("    Split DNS asks port 53, which needs root or CAP_NET_BIND_SERVICE:\n")
+	p("      go build -o hearth ./cmd/hearth && sudo setcap cap_net_bind_service=+ep hearth\n")
+	p("      ./hearth up -lan -dns %s:53\n", tsIP)
+	p("    or keep jitsu on %d and redirect port 53 to it:\n", w.dns.Port())
+	p("      sudo iptables -t nat -A PREROUTING -i tailscale0 -p udp --dport 53 -j REDIRECT --to-ports %d\n", w.dns.Port())
+	p("      sudo iptables -t nat -A PREROUTING -i tailscale0 -p tcp --dport 53 -j REDIRECT --to-ports %d\n", w.dns.Port())
+	p("      hearth up -lan -dns %s:%d\n", tsIP, w.dns.Port())
+
+	p("\nTry:\n")
+	p("  dig @%s -p %d mail.%s\n", w.dns.Addr(), w.dns.Port(), w.domain)
+	if w.status != "" {
+		p("  hearth status -status %s\n", w.status)
 	}
-	fmt.Fprintln(w)
+	if sv, ok := w.service("store", "https"); ok {
+		p("  curl --cacert %s -u %s https://%s/api/repos\n", w.caFile, w.user, net.JoinHostPort("localhost", strconv.Itoa(int(sv.Addr.Port()))))
+	}
+	if sv, ok := w.service("store", "http"); ok {
+		p("  git clone http://%s@%s/%s/notes.git\n", w.user, sv.Addr, w.user)
+	}
+	if w.password != "" {
+		p("\nCreated user %s with password %s\n", w.user, w.password)
+		p("(shown only this once; add more users with \"hearth user add\")\n")
+	}
+	p("\n%s\n", welcomeLast)
 }

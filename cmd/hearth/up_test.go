@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,11 +16,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's logger and the test at once.
@@ -43,6 +45,7 @@ func (s *syncBuffer) String() string {
 
 // upServer is a running "hearth up".
 type upServer struct {
+	table     upTable
 	base      string // http://127.0.0.1:PORT, the store's plain HTTP socket
 	secure    string // https://localhost:PORT, the store's HTTPS socket
 	httpsPort string
@@ -56,14 +59,6 @@ type upServer struct {
 	rest      string        // standard output after the welcome, once finished
 	stderr    *syncBuffer
 }
-
-var (
-	upRowHTTP   = regexp.MustCompile(`^  store http +store\.home\.arpa +(127\.0\.0\.1:\d+) +no \(this machine only\)$`)
-	upRowHTTPS  = regexp.MustCompile(`^  store https +store\.home\.arpa +127\.0\.0\.1:(\d+) +yes$`)
-	upRowDNS    = regexp.MustCompile(`^  dns +ns\.home\.arpa +(127\.0\.0\.1:\d+) +udp\+tcp$`)
-	upRowStatus = regexp.MustCompile(`^  status +(127\.0\.0\.1:\d+) +no$`)
-	upPassword  = regexp.MustCompile(`^Created user admin with password (\S+)$`)
-)
 
 // startUp runs "hearth up" on free ports (DNS, status and every appliance socket) with
 // extra flags and reads its welcome.
@@ -79,37 +74,28 @@ func startUp(t *testing.T, data string, flags ...string) *upServer {
 		pw.Close()
 	}()
 	t.Cleanup(func() { u.stop() })
-	sc := bufio.NewScanner(pr)
-	var welcome []string
-	for sc.Scan() {
-		line := sc.Text()
-		welcome = append(welcome, line)
-		if m := upPassword.FindStringSubmatch(line); m != nil {
-			u.password = m[1]
-		}
-		if m := upRowHTTP.FindStringSubmatch(line); m != nil {
-			u.base = "http://" + m[1]
-		}
-		if m := upRowHTTPS.FindStringSubmatch(line); m != nil {
-			u.secure, u.httpsPort = "https://localhost:"+m[1], m[1]
-		}
-		if m := upRowDNS.FindStringSubmatch(line); m != nil {
-			u.dns = m[1]
-		}
-		if m := upRowStatus.FindStringSubmatch(line); m != nil {
-			u.status = m[1]
-		}
-		if strings.Contains(line, "git clone http://admin@127.0.0.1:") {
-			break
-		}
-	}
-	u.welcome = strings.Join(welcome, "\n")
+	tab, err := readWelcome(pr)
+	u.welcome = strings.Join(tab.lines, "\n")
 	go func() {
 		b, _ := io.ReadAll(pr)
 		u.code, u.rest = <-code, string(b)
 		close(u.finished)
 	}()
-	if u.base == "" || u.secure == "" || u.dns == "" || u.status == "" {
+	if err != nil {
+		cancel()
+		t.Fatalf("welcome: %v\n%s\nstderr:\n%s", err, u.welcome, u.stderr)
+	}
+	u.table, u.password, u.status, u.dns = tab, tab.password, tab.status, tab.dns.String()
+	for _, sv := range tab.services {
+		switch {
+		case sv.appliance == "store" && sv.socket == "http":
+			u.base = "http://" + sv.addr.String()
+		case sv.appliance == "store" && sv.socket == "https":
+			u.httpsPort = strconv.Itoa(int(sv.addr.Port()))
+			u.secure = "https://localhost:" + u.httpsPort
+		}
+	}
+	if u.base == "" || u.secure == "" || u.status == "" {
 		cancel()
 		t.Fatalf("addresses missing in the welcome:\n%s\nstderr:\n%s", u.welcome, u.stderr)
 	}
@@ -143,16 +129,22 @@ func dig(t *testing.T, dnsAddr string, args ...string) string {
 // storePID asks jitsu's status endpoint for the store's pid (0: not running).
 func storePID(t *testing.T, statusAddr string) int {
 	t.Helper()
+	return appliancePID(t, statusAddr, "store")
+}
+
+// appliancePID asks jitsu's status endpoint for an appliance's pid (0: not running).
+func appliancePID(t *testing.T, statusAddr, name string) int {
+	t.Helper()
 	st, err := fetchStatus(context.Background(), "http://"+statusAddr+"/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range st.Appliances {
-		if a.Name == "store" {
+		if a.Name == name {
 			return a.PID
 		}
 	}
-	t.Fatalf("no store in the status %+v", st)
+	t.Fatalf("no %s in the status %+v", name, st)
 	return 0
 }
 
@@ -217,6 +209,43 @@ func TestUp(t *testing.T) {
 		}
 	})
 
+	t.Run("every service answers", func(t *testing.T) {
+		for _, want := range []string{"store https", "store http", "mail imaps", "mail imap", "mail submission", "mail smtp", "mail lmtp", "contacts https", "calendar https"} {
+			if !slices.ContainsFunc(u.table.services, func(sv upService) bool { return sv.appliance+" "+sv.socket == want }) {
+				t.Errorf("no %s in the service table:\n%s", want, u.welcome)
+			}
+		}
+		for _, tc := range []struct{ name, service string }{
+			{"_imaps._tcp.home.arpa", "mail imaps"},
+			{"_submission._tcp.home.arpa", "mail submission"},
+			{"_carddavs._tcp.home.arpa", "contacts https"},
+			{"_caldavs._tcp.home.arpa", "calendar https"},
+		} {
+			i := slices.IndexFunc(u.table.services, func(sv upService) bool { return sv.appliance+" "+sv.socket == tc.service })
+			if i < 0 {
+				continue
+			}
+			sv := u.table.services[i]
+			if got, want := dig(t, u.dns, "SRV", tc.name), fmt.Sprintf("0 0 %d %s.", sv.addr.Port(), sv.fqdn); got != want {
+				t.Errorf("%s SRV: %q, want %q", tc.name, got, want)
+			}
+		}
+		roots, err := loadRoots(filepath.Join(data, "ca", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := probeUp(ctx, u.table, roots); err != nil {
+			t.Fatalf("%v\nstderr:\n%s", err, u.stderr)
+		}
+		for _, name := range []string{"store", "mail", "contacts", "calendar"} {
+			if pid := appliancePID(t, u.status, name); pid == 0 {
+				t.Errorf("%s answered but the status shows it not running", name)
+			}
+		}
+	})
+
 	repos := u.base + "/api/repos"
 	// An app password (a token) made by the CLI while the server runs works at once.
 	code, stdout, stderr := runCmd(t, "", "user", "app-password", "add", "-data", data, "admin", "test")
@@ -257,6 +286,12 @@ func TestUp(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("the store served requests but the status shows it not running")
 	}
+	var pids []int
+	for _, name := range []string{"mail", "contacts", "calendar"} {
+		if p := appliancePID(t, u.status, name); p != 0 {
+			pids = append(pids, p)
+		}
+	}
 	if code, out, _ := runCmd(t, "", "status", "-status", u.status); code != 0 || !regexp.MustCompile(`store +running +`+strconv.Itoa(pid)).MatchString(out) {
 		t.Errorf("hearth status: %d\n%s", code, out)
 	}
@@ -291,8 +326,10 @@ func TestUp(t *testing.T) {
 	if code != 0 || !strings.Contains(rest, "hearth: stopped") {
 		t.Fatalf("after cancel: exit %d, output %q, stderr:\n%s", code, rest, u.stderr)
 	}
-	if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-		t.Fatalf("the store (pid %d) still runs after hearth up stopped", pid)
+	for _, p := range append(pids, pid) {
+		if !processGone(p) {
+			t.Fatalf("an appliance (pid %d) still runs after hearth up stopped", p)
+		}
 	}
 	if _, err := http.Get(repos); err == nil {
 		t.Fatal("still answering after it stopped")
@@ -310,6 +347,9 @@ func TestUp(t *testing.T) {
 		t.Fatalf("second run: exit %d, stderr:\n%s", code, u2.stderr)
 	}
 }
+
+// processGone reports whether no process with pid exists any more.
+func processGone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
 
 func TestUpErrors(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -353,7 +393,8 @@ func TestUpErrors(t *testing.T) {
 // trusting only the CA from "hearth ca export" accepts.
 func TestUpServesHTTPS(t *testing.T) {
 	data := t.TempDir()
-	u := startUp(t, data)
+	_, binDir := buildHearth(t)
+	u := startUp(t, data, "-bin", binDir)
 	var pemOut, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"ca", "export", "-data", data}, nil, &pemOut, &errOut); code != 0 {
 		t.Fatalf("hearth ca export: %d %s", code, errOut.String())
@@ -445,5 +486,212 @@ func TestApplianceBinaries(t *testing.T) {
 	exe, _ := os.Executable()
 	if got, err := applianceBinaries(ctx, logger, data, ""); err != nil || got != filepath.Dir(exe) {
 		t.Fatalf("outside Hearth's source: %q %v, want %q", got, err, filepath.Dir(exe))
+	}
+}
+
+// needTool returns the path of a Debian tool; it fails the test in CI when the tool is
+// missing and skips it elsewhere.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/" + name, name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing (Debian package %s)", name, pkg)
+	}
+	t.Skipf("%s is not installed (Debian package %s)", name, pkg)
+	return ""
+}
+
+var (
+	welcomeIncoming = regexp.MustCompile(`^  incoming +IMAP +server (\S+) +port (\d+) +SSL/TLS +Normal password +username (\S+)$`)
+	welcomeOutgoing = regexp.MustCompile(`^  outgoing +SMTP +server (\S+) +port (\d+) +STARTTLS +Normal password +username (\S+)$`)
+	welcomeDAVURL   = regexp.MustCompile(`https://[a-z0-9-]+\.home\.arpa:`)
+)
+
+// TestUpClientSettings types the settings the welcome prints into real clients: swaks
+// sends a message through submission (STARTTLS, AUTH PLAIN) with the outgoing settings,
+// mbsync fetches it over IMAPS with the incoming settings, verifying the certificate with
+// the CA file the welcome names, and vdirsyncer runs the printed configuration (the
+// password given instead of prompted for) to upload a contact and an event and to fetch
+// them again into an empty directory. This machine does not ask jitsu for names, so, as
+// the welcome says, the names are replaced: by localhost for mbsync (1.4 checks only the
+// certificate's DNS names) and by 127.0.0.1 for vdirsyncer; the certificates cover both.
+func TestUpClientSettings(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	_, binDir := buildHearth(t)
+	u := startUp(t, data, "-bin", binDir)
+	lines := u.table.lines
+	var in, out []string
+	for _, l := range lines {
+		if m := welcomeIncoming.FindStringSubmatch(l); m != nil {
+			in = m[1:]
+		}
+		if m := welcomeOutgoing.FindStringSubmatch(l); m != nil {
+			out = m[1:]
+		}
+	}
+	if in == nil || out == nil || in[0] != "mail.home.arpa" || in[2] != "admin" || out[2] != "admin" {
+		t.Fatalf("no Thunderbird settings for admin@mail.home.arpa in the welcome:\n%s", u.welcome)
+	}
+	caFile := filepath.Join(data, "ca", "ca.crt")
+	if !strings.Contains(u.welcome, caFile) {
+		t.Fatalf("the welcome does not name the CA file %s", caFile)
+	}
+
+	t.Run("swaks and mbsync", func(t *testing.T) {
+		swaks := needTool(t, "swaks", "swaks")
+		mbsync := needTool(t, "mbsync", "isync")
+		cmd := exec.Command(swaks, "--server", "127.0.0.1", "--port", out[1], "--tls",
+			"--auth", "PLAIN", "--auth-user", out[2], "--auth-password", u.password,
+			"--from", "admin@home.arpa", "--to", "admin@home.arpa",
+			"--header", "Subject: hello from the welcome", "--body", "typed as printed")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("swaks: %v\n%s\nstderr:\n%s", err, b, u.stderr)
+		}
+		dir := t.TempDir()
+		maildir := filepath.Join(dir, "mail")
+		if err := os.MkdirAll(maildir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fmt.Sprintf("IMAPAccount hearth\nHost localhost\nPort %s\nUser %s\nPass %s\nSSLType IMAPS\nCertificateFile %s\n\n"+
+			"IMAPStore hearth-remote\nAccount hearth\n\nMaildirStore local\nPath %s/\nInbox %s/INBOX\n\n"+
+			"Channel hearth\nFar :hearth-remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
+			in[1], in[2], u.password, caFile, maildir, maildir)
+		cfgFile := filepath.Join(dir, "mbsyncrc")
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := exec.Command(mbsync, "-c", cfgFile, "hearth").CombinedOutput(); err != nil {
+			t.Fatalf("mbsync: %v\n%s\nstderr:\n%s", err, b, u.stderr)
+		}
+		msgs, _ := filepath.Glob(filepath.Join(maildir, "INBOX", "*", "*"))
+		found := false
+		for _, m := range msgs {
+			if b, err := os.ReadFile(m); err == nil && strings.Contains(string(b), "hello from the welcome") {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("mbsync fetched %d messages, none the one swaks sent", len(msgs))
+		}
+	})
+
+	t.Run("vdirsyncer", func(t *testing.T) {
+		vds := needTool(t, "vdirsyncer", "vdirsyncer")
+		var snippet []string
+		inSnippet := false
+		for _, l := range lines {
+			switch {
+			case l == "[general]":
+				inSnippet = true
+			case strings.HasPrefix(l, "Other devices"):
+				inSnippet = false
+			}
+			if inSnippet {
+				snippet = append(snippet, l)
+			}
+		}
+		conf := strings.Join(snippet, "\n") + "\n"
+		if !strings.Contains(conf, `password.fetch = ["prompt", "Hearth password of admin"]`) || !strings.Contains(conf, `verify = "`+caFile+`"`) {
+			t.Fatalf("no vdirsyncer snippet with a password prompt and the CA in the welcome:\n%s", u.welcome)
+		}
+		conf = strings.ReplaceAll(conf, `password.fetch = ["prompt", "Hearth password of admin"]`, `password = "`+u.password+`"`)
+		conf = welcomeDAVURL.ReplaceAllString(conf, "https://127.0.0.1:")
+		sync := func(home string) {
+			t.Helper()
+			if err := os.MkdirAll(filepath.Join(home, ".config", "vdirsyncer"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(home, ".config", "vdirsyncer", "config"), []byte(conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"discover"}, {"sync"}} {
+				cmd := exec.Command(vds, args...)
+				cmd.Env = append(os.Environ(), "HOME="+home)
+				cmd.Dir = home
+				cmd.Stdin = strings.NewReader(strings.Repeat("y\n", 10)) // create the collections it asks about
+				if b, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("vdirsyncer %s: %v\n%s\nstderr:\n%s", args[0], err, b, u.stderr)
+				}
+			}
+		}
+		files := map[string]string{
+			"contacts/book/ann.vcf": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:ann\r\nFN:Ann Example\r\nN:Example;Ann;;;\r\nEND:VCARD\r\n",
+			"calendars/home/tea.ics": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//hearth//test//EN\r\nBEGIN:VEVENT\r\nUID:tea\r\n" +
+				"DTSTAMP:20260101T000000Z\r\nDTSTART:20260102T100000Z\r\nDTEND:20260102T110000Z\r\nSUMMARY:Tea\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+		}
+		first := t.TempDir()
+		for name, body := range files {
+			path := filepath.Join(first, ".local", "share", "vdirsyncer", name)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sync(first) // uploads both, creating the collections
+		second := t.TempDir()
+		for _, d := range []string{"contacts", "calendars"} {
+			if err := os.MkdirAll(filepath.Join(second, ".local", "share", "vdirsyncer", d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sync(second) // fetches them into an empty directory
+		for name, body := range files {
+			got, err := os.ReadFile(filepath.Join(second, ".local", "share", "vdirsyncer", name))
+			if err != nil {
+				t.Fatalf("not fetched back: %v", err)
+			}
+			if !strings.Contains(string(got), strings.Split(body, "\r\n")[2]) {
+				t.Errorf("%s fetched back as %q", name, got)
+			}
+		}
+	})
+}
+
+// TestUpWithoutStatus: with -status "" (no status endpoint) it keeps serving until
+// cancelled, then exits with status 0.
+func TestUpWithoutStatus(t *testing.T) {
+	_, binDir := buildHearth(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	code := make(chan int, 1)
+	stderr := &syncBuffer{}
+	go func() {
+		code <- run(ctx, []string{"up", "-data", t.TempDir(), "-dns", "127.0.0.1:0", "-status", "", "-free-ports", "-bin", binDir}, strings.NewReader(""), pw, stderr)
+		pw.Close()
+	}()
+	tab, err := readWelcome(pr)
+	go io.Copy(io.Discard, pr)
+	if err != nil {
+		t.Fatalf("welcome: %v\nstderr:\n%s", err, stderr)
+	}
+	if tab.status != "" {
+		t.Errorf("a status row without -status: %q", tab.status)
+	}
+	var store []upService
+	for _, sv := range tab.services {
+		if sv.appliance == "store" && sv.socket == "http" {
+			store = append(store, sv)
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer pcancel()
+	if err := probeUp(pctx, upTable{services: store, dns: tab.dns}, nil); err != nil {
+		t.Fatalf("after the welcome: %v\nstderr:\n%s", err, stderr)
+	}
+	select {
+	case c := <-code:
+		t.Fatalf("hearth up returned %d before it was cancelled", c)
+	default:
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d after cancel\nstderr:\n%s", c, stderr)
 	}
 }

@@ -41,6 +41,11 @@ type Limits struct {
 	MaxResourceSize int64 // bytes in one object (DefaultMaxResourceSize)
 	MaxResources    int   // objects in one collection (DefaultMaxResources)
 	MaxCollections  int   // collections per owner and kind (DefaultMaxCollections)
+	// MaxSyncTokenCommits is how many commits back from the branch head a sync token may
+	// point (DefaultMaxSyncTokenCommits); an older one gets DAV:valid-sync-token.
+	MaxSyncTokenCommits int
+	// MaxSyncTokenAge, when set, refuses sync tokens whose commit is older.
+	MaxSyncTokenAge time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -52,6 +57,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxCollections <= 0 {
 		l.MaxCollections = DefaultMaxCollections
+	}
+	if l.MaxSyncTokenCommits <= 0 {
+		l.MaxSyncTokenCommits = DefaultMaxSyncTokenCommits
 	}
 	return l
 }
@@ -757,57 +765,14 @@ var ErrBadToken = errors.New("storedav: invalid sync token")
 
 // Changes returns the objects of a collection that changed between commit since and now,
 // and the current commit (the next sync token). since "" lists every object as changed.
-// ErrBadToken if since is not a commit of the owner's repository.
+// ErrBadToken if since is not a recent commit of the owner's repository's history (see
+// Sync).
 func (c *Collections) Changes(ctx context.Context, owner, coll string, since store.Hash) (store.Hash, []Change, error) {
-	if since == "" {
-		objs, head, err := c.Objects(ctx, owner, coll)
-		if err != nil {
-			return "", nil, err
-		}
-		out := make([]Change, len(objs))
-		for i, o := range objs {
-			out[i] = Change{Name: o.Name, ETag: o.ETag}
-		}
-		return head, out, nil
-	}
-	s, err := c.open(ctx, owner, false)
+	r, err := c.Sync(ctx, owner, coll, SyncPoint{Since: since}, -1)
 	if err != nil {
 		return "", nil, err
 	}
-	if s == nil {
-		return "", nil, fmt.Errorf("storedav: collection %s/%s: %w", owner, coll, store.ErrNotFound)
-	}
-	head, err := s.Resolve(ctx, "")
-	if err != nil {
-		return "", nil, fmt.Errorf("storedav: changes of %s/%s: %w", owner, coll, err)
-	}
-	if _, err := s.Stat(ctx, string(head), metaKey(coll)); err != nil {
-		return "", nil, fmt.Errorf("storedav: collection %s/%s: %w", owner, coll, err)
-	}
-	if !store.IsHash(string(since)) {
-		return "", nil, fmt.Errorf("storedav: changes of %s/%s: %w", owner, coll, ErrBadToken)
-	}
-	if got, err := s.Resolve(ctx, string(since)); err != nil || got != since {
-		return "", nil, fmt.Errorf("storedav: changes of %s/%s: %w", owner, coll, ErrBadToken)
-	}
-	if since == head {
-		return head, nil, nil
-	}
-	diffs, err := s.Diff(ctx, string(since), string(head), objPrefix(coll))
-	if err != nil {
-		return "", nil, fmt.Errorf("storedav: changes of %s/%s: %w", owner, coll, err)
-	}
-	p := objPrefix(coll) + "/"
-	out := make([]Change, 0, len(diffs))
-	for _, d := range diffs {
-		name := strings.TrimPrefix(d.Key, p)
-		if d.Kind == store.Deleted {
-			out = append(out, Change{Name: name, Deleted: true})
-		} else {
-			out = append(out, Change{Name: name, ETag: d.New})
-		}
-	}
-	return head, out, nil
+	return r.Next.Since, r.Changes, nil
 }
 
 // Restore brings back what was deleted from an owner's collections since a time: every

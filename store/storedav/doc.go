@@ -48,6 +48,18 @@
 // check access for the user in the request's context, see UserFromContext); a service
 // may answer a REPORT itself in Next before delegating the rest to the library.
 //
+// # Sync tokens
+//
+// A sync token is DefaultSyncTokenBase (Options.SyncTokenBase) followed by a store commit
+// id: the client has seen the collection as of that commit, and the answer is the diff
+// from it to the branch head. A sync-collection with DAV:limit (RFC 6578 §3.7) returns at
+// most that many changes in resource-name order; when more remain it adds a 507 response
+// for the request URI and a token "SINCE/TARGET/AFTER" (see SyncPoint) that continues
+// after the last name sent — the rest of the diff to TARGET, then what changed after
+// TARGET. A token whose commit is unknown, not in the branch's history any more (history
+// rewritten), more than Limits.MaxSyncTokenCommits commits back or older than
+// Limits.MaxSyncTokenAge gets 403 DAV:valid-sync-token, and the client syncs afresh.
+//
 // Listings are cached per collection and kept current with the store's diff, and object
 // bytes by version (Collections.Data), so PROPFIND Depth 1, sync-collection and queries
 // over large collections cost little store I/O; both caches are bounded.

@@ -526,25 +526,42 @@ func (q *request) syncCollection(root *Element) {
 	} else {
 		names = []xml.Name{nameDAV("getetag")}
 	}
-	var since store.Hash
+	var from SyncPoint
 	if tn := root.Child(NSDAV, "sync-token"); tn != nil && strings.TrimSpace(tn.Text) != "" {
 		tok := strings.TrimSpace(tn.Text)
 		rest, ok := strings.CutPrefix(tok, q.h.base)
-		if !ok || !store.IsHash(rest) {
+		var err error
+		if ok {
+			from, err = ParseSyncPoint(rest)
+		}
+		if !ok || err != nil {
 			q.condition(&PreconditionError{Status: http.StatusForbidden, Name: nameDAV("valid-sync-token"), Reason: "unknown sync token"})
 			return
 		}
-		since = store.Hash(rest)
 	}
-	head, changes, err := q.h.coll.Changes(q.ctx(), q.t.Owner, q.t.Collection, since)
+	limit := -1
+	if lim := root.Child(NSDAV, "limit"); lim != nil {
+		nr := lim.Child(NSDAV, "nresults")
+		n, err := 0, error(nil)
+		if nr != nil {
+			n, err = strconv.Atoi(strings.TrimSpace(nr.Text))
+		}
+		if nr == nil || err != nil || n < 1 {
+			http.Error(q.w, "bad DAV:limit: want <nresults> with a positive number", http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	res, err := q.h.coll.Sync(q.ctx(), q.t.Owner, q.t.Collection, from, limit)
 	if errors.Is(err, ErrBadToken) {
-		q.condition(&PreconditionError{Status: http.StatusForbidden, Name: nameDAV("valid-sync-token"), Reason: "unknown or expired sync token"})
+		q.condition(&PreconditionError{Status: http.StatusForbidden, Name: nameDAV("valid-sync-token"), Reason: "unknown or expired sync token: sync again from an empty token"})
 		return
 	}
 	if err != nil {
 		q.fail(err)
 		return
 	}
+	changes := res.Changes
 	ms := newMS(q.h.kind)
 	for _, c := range changes {
 		t := Target{Level: LevelObject, Owner: q.t.Owner, Collection: q.t.Collection, Resource: c.Name}
@@ -566,5 +583,13 @@ func (q *request) syncCollection(root *Element) {
 		}
 		ms.response(r.href, names, get)
 	}
-	ms.finish(q.w, "<d:sync-token>"+esc(q.syncToken(head))+"</d:sync-token>")
+	if res.More {
+		// RFC 6578 §3.6: the truncation is reported on the request URI; the token
+		// continues from where the changes stopped.
+		ms.b.WriteString("<d:response><d:href>")
+		ms.b.WriteString(esc(q.t.Href(q.h.kind.Repo)))
+		ms.b.WriteString("</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status>" +
+			"<d:error><d:number-of-matches-within-limits/></d:error></d:response>")
+	}
+	ms.finish(q.w, "<d:sync-token>"+esc(q.h.base+FormatSyncPoint(res.Next))+"</d:sync-token>")
 }
