@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,19 +8,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Limits on what is read from jitsu and /proc.
+// Limits on what is read from jitsu.
 const (
-	maxStatusSize  = 1 << 20 // bytes of jitsu's status JSON
-	maxAppliances  = 256     // appliances shown
-	maxFDs         = 20000   // descriptors of one process looked at
-	maxNetTCPBytes = 8 << 20 // bytes of /proc/PID/net/tcp{,6} read
+	maxStatusSize = 1 << 20 // bytes of jitsu's status JSON
+	maxAppliances = 256     // appliances shown
 )
 
 // jitsuStatus is the part of jitsu's GET /status answer the dashboard reads (the JSON of
@@ -39,6 +34,8 @@ type jitsuAppliance struct {
 	LastSummonLatency time.Duration `json:"LastSummonLatency"`
 	Restarts          int           `json:"Restarts"`
 	LastExit          string        `json:"LastExit"`
+	RSS               int64         `json:"RSS"`   // bytes resident, while running
+	Conns             int           `json:"Conns"` // open TCP connections, while running
 }
 
 // applianceRow is one appliance as the page shows it.
@@ -107,12 +104,10 @@ func (h *Handler) appliances(w http.ResponseWriter, r request) {
 				row.SinceAgo = now.Sub(a.Since).Round(time.Second).String()
 			}
 			if row.Running && a.PID > 0 {
-				if rss, err := processRSS(h.opts.ProcDir, a.PID); err == nil {
-					row.Memory = formatBytes(rss)
+				if a.RSS > 0 {
+					row.Memory = formatBytes(a.RSS)
 				}
-				if n, err := processConns(h.opts.ProcDir, a.PID); err == nil {
-					row.Conns = strconv.Itoa(n)
-				}
+				row.Conns = strconv.Itoa(a.Conns)
 			}
 			d.Rows = append(d.Rows, row)
 		}
@@ -165,92 +160,6 @@ func validLabel(s string) bool {
 		}
 	}
 	return true
-}
-
-// processRSS returns a process's resident memory from PROC/PID/status (VmRSS).
-func processRSS(proc string, pid int) (int64, error) {
-	f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, 64<<10))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			break
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || kb < 0 {
-			break
-		}
-		return kb << 10, nil
-	}
-	return 0, fmt.Errorf("dashboard: no VmRSS for pid %d", pid)
-}
-
-// processConns counts a process's established TCP connections: its socket descriptors
-// (PROC/PID/fd) matched by inode with the ESTABLISHED lines of PROC/PID/net/tcp{,6}.
-func processConns(proc string, pid int) (int, error) {
-	dir := filepath.Join(proc, strconv.Itoa(pid))
-	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
-	if err != nil {
-		return 0, err
-	}
-	if len(fds) > maxFDs {
-		fds = fds[:maxFDs]
-	}
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink(filepath.Join(dir, "fd", fd.Name()))
-		if err != nil {
-			continue
-		}
-		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
-			inodes[strings.TrimSuffix(ino, "]")] = true
-		}
-	}
-	n := 0
-	for _, file := range []string{"tcp", "tcp6"} {
-		b, err := readLimited(filepath.Join(dir, "net", file), maxNetTCPBytes)
-		if err != nil {
-			continue
-		}
-		n += countEstablished(b, inodes)
-	}
-	return n, nil
-}
-
-// countEstablished counts the lines of a /proc/net/tcp table in state 01 (ESTABLISHED)
-// whose inode (the tenth field) is in inodes.
-func countEstablished(table []byte, inodes map[string]bool) int {
-	n := 0
-	for i, line := range bytes.Split(table, []byte{'\n'}) {
-		if i == 0 {
-			continue // header
-		}
-		f := strings.Fields(string(line))
-		if len(f) < 10 || f[3] != "01" {
-			continue
-		}
-		if inodes[f[9]] {
-			n++
-		}
-	}
-	return n
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // formatBytes shows a size in KiB, MiB or GiB.

@@ -67,6 +67,10 @@ type ApplianceStatus struct {
 	Backoff time.Duration
 	// LastExit describes how the process last ended ("" before the first exit).
 	LastExit string
+	// RSS is the running process's resident memory in bytes, and Conns its open TCP
+	// connections (read from /proc; 0 when not running or not known).
+	RSS   int64
+	Conns int
 }
 
 // Summoner runs appliances as local processes on demand (the process backend). It holds
@@ -347,6 +351,17 @@ func (s *Summoner) Close(ctx context.Context) error {
 
 // Status reports every appliance, in the order they were added.
 func (s *Summoner) Status() []ApplianceStatus {
+	out := s.status()
+	for i := range out { // /proc is read without holding the lock
+		if out[i].PID > 0 {
+			out[i].RSS, _ = processRSS("/proc", out[i].PID)
+			out[i].Conns, _ = processConns("/proc", out[i].PID)
+		}
+	}
+	return out
+}
+
+func (s *Summoner) status() []ApplianceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ApplianceStatus, 0, len(s.order))

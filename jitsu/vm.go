@@ -661,13 +661,23 @@ func (b *VMBackend) Close(ctx context.Context) error {
 // Status reports every appliance of the backend, in the order they were added. PID is
 // QEMU's; LastSummonLatency runs from the trigger to the guest answering.
 func (b *VMBackend) Status() []ApplianceStatus {
+	out := b.status()
+	for i := range out { // QEMU's memory, read without holding the lock
+		if out[i].PID > 0 {
+			out[i].RSS, _ = processRSS("/proc", out[i].PID)
+		}
+	}
+	return out
+}
+
+func (b *VMBackend) status() []ApplianceStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]ApplianceStatus, 0, len(b.order))
 	for _, name := range b.order {
 		a := b.apps[name]
 		st := ApplianceStatus{Name: name, State: a.state, Since: a.since, Summons: a.summons,
-			LastSummonLatency: a.lastLatency, LastExit: a.lastExit}
+			LastSummonLatency: a.lastLatency, LastExit: a.lastExit, Conns: a.conns}
 		if a.run != nil && a.state == StateRunning {
 			st.PID = a.run.cmd.Process.Pid
 		}

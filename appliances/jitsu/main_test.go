@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -123,20 +124,37 @@ func TestJitsuSummonsTheStore(t *testing.T) {
 		t.Fatalf("the summoned store answered %s, want 401", resp.Status)
 	}
 
-	resp, err = http.Get("http://" + statusAddr + "/status")
+	// A connection held open to the store shows in its status and metrics (the store
+	// accepts it a moment later: wait for it).
+	held, err := net.Dial("tcp", "127.0.0.1:"+itoa(httpPort))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer held.Close()
 	var st struct {
 		Appliances []struct {
 			Name, State string
 			Summons     int
+			RSS         int64
+			Conns       int
 		}
 	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
-	if err != nil || len(st.Appliances) == 0 || st.Appliances[0].Name != "store" || st.Appliances[0].State != "running" || st.Appliances[0].Summons < 1 {
-		t.Fatalf("status %+v, %v", st, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err = http.Get("http://" + statusAddr + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || len(st.Appliances) == 0 || st.Appliances[0].Name != "store" || st.Appliances[0].State != "running" || st.Appliances[0].Summons < 1 {
+			t.Fatalf("status %+v, %v", st, err)
+		}
+		if st.Appliances[0].Conns >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if a := st.Appliances[0]; a.Conns < 1 || a.RSS < 1<<20 {
+		t.Fatalf("store status: %d connections (want at least the one held), RSS %d", a.Conns, a.RSS)
 	}
 
 	resp, err = http.Get("http://" + statusAddr + "/metrics")
@@ -150,6 +168,9 @@ func TestJitsuSummonsTheStore(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^jitsu_appliance_open_connections\{appliance="store"\} [1-9]`).Match(metrics) {
+		t.Errorf("/metrics does not count the store's open connection:\n%s", metrics)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)

@@ -39,6 +39,10 @@ func newMetrics() (*metrics, error) {
 			signpost.GaugeType, []string{"appliance"}, m.collectRunning),
 		signpost.NewCollectFunc("jitsu_appliance_restarts_total", "Restarts after crashes.",
 			signpost.CounterType, []string{"appliance"}, m.collectRestarts),
+		signpost.NewCollectFunc("jitsu_appliance_open_connections", "Open TCP connections of the running appliance (its process's, or held and spliced for a VM).",
+			signpost.GaugeType, []string{"appliance"}, m.collectConns),
+		signpost.NewCollectFunc("jitsu_appliance_resident_memory_bytes", "Resident memory of the running appliance's process (QEMU's for a VM).",
+			signpost.GaugeType, []string{"appliance"}, m.collectRSS),
 	)
 	if err == nil {
 		err = signpost.RegisterProcessMetrics(reg)
@@ -87,6 +91,22 @@ func (m *metrics) collectRestarts(emit func(float64, ...string)) {
 	if m.status != nil {
 		for _, a := range m.status() {
 			emit(float64(a.Restarts), a.Name)
+		}
+	}
+}
+
+func (m *metrics) collectConns(emit func(float64, ...string)) {
+	if m.status != nil {
+		for _, a := range m.status() {
+			emit(float64(a.Conns), a.Name)
+		}
+	}
+}
+
+func (m *metrics) collectRSS(emit func(float64, ...string)) {
+	if m.status != nil {
+		for _, a := range m.status() {
+			emit(float64(a.RSS), a.Name)
 		}
 	}
 }
