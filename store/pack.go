@@ -2,6 +2,8 @@ package store
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -356,12 +358,73 @@ func (r *Repo) pack() error {
 			hashes = append(hashes, h)
 		}
 	}
+	// go-git's encoder holds every object it packs in memory, inflated: a repository
+	// whose big trees change often (a 10 000-item folder) would need gigabytes. So the
+	// objects are packed in groups of at most packGroupBytes, sorted by size so that the
+	// versions of one tree, which are about the same size, share a group and delta
+	// against each other.
+	sizes := make(map[plumbing.Hash]int64, len(hashes))
+	for _, h := range hashes {
+		n, err := r.db.size(h)
+		if err != nil {
+			return fmt.Errorf("store: pack: %w", err)
+		}
+		sizes[h] = n
+	}
+	slices.SortFunc(hashes, func(a, b plumbing.Hash) int {
+		if c := cmp.Compare(sizes[b], sizes[a]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a[:], b[:])
+	})
+	keep := map[string]bool{}
+	var size int64
+	for start := 0; start < len(hashes); {
+		end, group := start, int64(0)
+		for end < len(hashes) && (end == start || group+sizes[hashes[end]] <= packGroupBytes) {
+			group += sizes[hashes[end]]
+			end++
+		}
+		name, n, err := r.encodePack(hashes[start:end])
+		if err != nil {
+			return err
+		}
+		keep[name] = true
+		size += n
+		start = end
+	}
+	var old []*pack
+	for _, p := range packs {
+		if !keep[p.name] {
+			old = append(old, p)
+		}
+	}
+	if err := r.removePacks(old); err != nil {
+		return err
+	}
+	for _, h := range loose {
+		s := h.String()
+		os.Remove(filepath.Join(r.dir, "objects", s[:2], s[2:]))
+	}
+	r.packedBytes.Store(size)
+	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "packs", len(keep), "bytes", size)
+	return nil
+}
+
+// packGroupBytes bounds the inflated size of the objects packed together by Pack, and so
+// the memory it needs.
+const packGroupBytes = 16 << 20
+
+// encodePack writes the objects named by hashes as one delta-compressed pack with its
+// index, durably, and returns its name ("pack-SUM") and size. It does not tell the
+// object database: the caller rescans or installs.
+func (r *Repo) encodePack(hashes []plumbing.Hash) (string, int64, error) {
 	// Encode to a temporary file (a repository's pack can be large), fsync it, index it
 	// by parsing it back as git's index-pack does, then put both in place.
 	dir := r.db.packDir()
 	f, err := os.CreateTemp(dir, ".tmp-pack-*")
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	defer os.Remove(f.Name()) // a no-op once renamed
 	defer f.Close()
@@ -380,36 +443,21 @@ func (r *Repo) pack() error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("store: pack: %w", err)
+		return "", 0, fmt.Errorf("store: pack: %w", err)
 	}
 	size, _ := f.Seek(0, io.SeekEnd)
 	name := "pack-" + sum.String()
 	os.Chmod(f.Name(), 0o444)
 	if err := os.Rename(f.Name(), filepath.Join(dir, name+".pack")); err != nil {
-		return err
+		return "", 0, err
 	}
 	if err := writeFileSync(filepath.Join(dir, name+".idx"), idx, 0o444); err != nil {
-		return err
+		return "", 0, err
 	}
 	if err := syncDir(dir); err != nil {
-		return err
+		return "", 0, err
 	}
-	var old []*pack
-	for _, p := range packs {
-		if p.name != name {
-			old = append(old, p)
-		}
-	}
-	if err := r.removePacks(old); err != nil {
-		return err
-	}
-	for _, h := range loose {
-		s := h.String()
-		os.Remove(filepath.Join(r.dir, "objects", s[:2], s[2:]))
-	}
-	r.packedBytes.Store(size)
-	r.log.Info("store: packed", "dir", r.dir, "objects", len(hashes), "bytes", size)
-	return nil
+	return name, size, nil
 }
 
 // entryHeaderLen returns the length of a pack entry's type-and-size header.

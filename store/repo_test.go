@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -603,6 +604,45 @@ func TestGitTreeOrder(t *testing.T) {
 	want := []string{"deleted a.b", "added a/0", "modified a/c/d"} // sorted by key
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Fatalf("diff = %v, want %v", got, want)
+	}
+	gitCmd(t, r.Dir(), "fsck", "--strict", "--no-dangling")
+}
+
+// TestPackInGroups: Pack holds at most a bounded amount of inflated objects in memory, so
+// a repository bigger than that is packed into several packs, every object still readable
+// and the repository still valid for git.
+func TestPackInGroups(t *testing.T) {
+	r := newRepo(t, &store.Options{AutoPackBytes: -1})
+	ctx := context.Background()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	want := map[string][]byte{}
+	for i := range 40 {
+		v := make([]byte, 1<<20) // incompressible: 40 MiB in all
+		for j := range v {
+			v[j] = byte(rnd.Uint32())
+		}
+		k := fmt.Sprintf("big/%d", i)
+		want[k] = v
+		if _, err := r.Commit(ctx, store.Change{Message: "big", Author: store.Signature{Name: "t", Email: "t@example.org"},
+			Ops: []store.Op{{Key: k, Value: v}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Pack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Packs < 2 || st.LooseObjects != 0 {
+		t.Errorf("after Pack of 40 MiB: %+v, want several packs and no loose objects", st)
+	}
+	for k, v := range want {
+		got, _, err := r.Get(ctx, "main", k)
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("%s after Pack: %d bytes, %v", k, len(got), err)
+		}
 	}
 	gitCmd(t, r.Dir(), "fsck", "--strict", "--no-dangling")
 }
