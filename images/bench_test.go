@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // BenchmarkBuildRPiMail builds the mail appliance's Raspberry Pi image with a warm module
@@ -32,4 +33,24 @@ func benchmarkBuild(b *testing.B, target, app string) {
 	b.ReportMetric(float64(res.RootSize)/(1<<20), "root-MiB")
 	b.ReportMetric(float64(res.Size)/(1<<20), "image-MiB")
 	b.ReportMetric(float64(res.ApplianceSize)/(1<<20), "appliance-MiB")
+}
+
+// BenchmarkBootMicroVMARM64 boots the store's arm64 microVM under TCG (its data disk
+// already initialized by a first boot) and times QEMU's start to the first HTTPS answer.
+func BenchmarkBootMicroVMARM64(b *testing.B) {
+	dir, res := storeImage(b, "microvm-arm64")
+	disk := sparseCopy(b, filepath.Join(dir, "perm.img"))
+	v, port := microVMARM64(b, dir, res, disk) // first boot: creates the CA and accounts
+	v.waitHTTPS(b, port, "/api/repos", 401, bootTimeout)
+	v.stop()
+	var total time.Duration
+	var rss int64
+	for b.Loop() {
+		v, port := microVMARM64(b, dir, res, disk)
+		total += v.waitHTTPS(b, port, "/api/repos", 401, bootTimeout)
+		rss = max(rss, v.rss())
+		v.stop()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-answer")
+	b.ReportMetric(float64(rss>>20), "qemu-RSS-MiB")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,12 +23,12 @@ const bootTimeout = 60 * time.Second
 
 // microVMARM64 boots a microVM directory with disk as its data disk, forwarding a loopback
 // port to the guest's 8443.
-func microVMARM64(t *testing.T, dir string, res *Result, disk string) (*vm, int) {
+func microVMARM64(t testing.TB, dir string, res *Result, disk string) (*vm, int) {
 	return microVMARM64Accel(t, dir, res, disk, "tcg,thread=single")
 }
 
 // microVMARM64Accel is microVMARM64 with QEMU's -accel argument.
-func microVMARM64Accel(t *testing.T, dir string, res *Result, disk, accel string) (*vm, int) {
+func microVMARM64Accel(t testing.TB, dir string, res *Result, disk, accel string) (*vm, int) {
 	port := freePort(t)
 	v := startQEMU(t, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-accel", accel,
 		"-m", "128", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
@@ -152,6 +153,22 @@ func TestBootARM64Board(t *testing.T) {
 	if !strings.Contains(v.output(), "hearth: starting store") {
 		t.Error("no start line on the console")
 	}
+	// The A/B update guard answers behind gokrazy's password on port 80.
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/hearth/bootguard", v.port80), nil)
+	req.SetBasicAuth("gokrazy", "test-password")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Phase string `json:"phase"`
+		Root  int    `json:"root"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Phase != "healthy" || st.Root != 2 {
+		t.Errorf("bootguard status: %v %+v, want healthy on root 2", err, st)
+	}
 	v.stop()
 
 	// An image whose persistent partition is empty (all zeros): the init formats it.
@@ -173,12 +190,14 @@ func TestBootARM64Board(t *testing.T) {
 
 // armBoard boots an arm64 board image under -M virt with kernel.
 func armBoard(t *testing.T, img string, res *Result, kernel string) (*vm, int) {
-	port := freePort(t)
+	port, port80 := freePort(t), freePort(t)
 	v := startQEMU(t, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-accel", "tcg,thread=single",
 		"-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", kernel, "-append", res.Cmdline,
 		"-drive", "file="+img+",if=none,format=raw,id=d0,snapshot=on", "-device", "virtio-blk-device,drive=d0",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443", port), "-device", "virtio-net-device,netdev=n0")
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443,hostfwd=tcp:127.0.0.1:%d-:80", port, port80),
+		"-device", "virtio-net-device,netdev=n0")
+	v.port80 = port80
 	return v, port
 }
 

@@ -70,8 +70,9 @@ type Config struct {
 	Args []string
 	// Env are extra environment variables of the appliance, KEY=value.
 	Env []string
-	// Probe is the TCP address on the device whose answer marks the appliance healthy
-	// after an update (default: its HTTPS or IMAPS port when Args is nil; "-": none).
+	// Probe is the appliance's health check after an A/B update, in
+	// bootguard.ParseProbe's form (default: its HTTPS or IMAPS port when Args is nil;
+	// "-": none).
 	Probe string
 	// Hostname is the machine's name (default: Name).
 	Hostname string
@@ -98,7 +99,8 @@ type Config struct {
 	Dir string
 	// GoCmd is the go command (default "go").
 	GoCmd string
-	// ModCache overrides GOMODCACHE for downloads.
+	// ModCache overrides GOMODCACHE for every go command the build runs (downloads and
+	// compiles); empty: the go command's own.
 	ModCache string
 	// Epoch is the modification time of every file (zero: DefaultEpoch).
 	Epoch time.Time

@@ -98,6 +98,7 @@ type vm struct {
 	console strings.Builder
 	lines   chan string
 	exited  chan struct{}
+	port80  int // a board's forwarded gokrazy HTTP port, if any
 }
 
 // startQEMU starts bin with args; the VM is killed when the test ends.
@@ -218,4 +219,17 @@ func (v *vm) rss() int64 {
 		}
 	}
 	return 0
+}
+
+// TestMain removes the images the tests built and shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	builds.Lock()
+	for _, bi := range builds.m {
+		if bi.dir != "" {
+			os.RemoveAll(bi.dir)
+		}
+	}
+	builds.Unlock()
+	os.Exit(code)
 }

@@ -62,18 +62,18 @@ func LookupTarget(name string) (Target, error) {
 	return Target{}, fmt.Errorf("images: unknown target %q (want one of %s)", name, strings.Join(names, ", "))
 }
 
-// defaultProbe is the address whose answering means an appliance started with defaultArgs
-// is healthy (its HTTPS or IMAPS port).
+// defaultProbe is the health check (bootguard.ParseProbe's form) of an appliance started
+// with defaultArgs: an answer on its HTTPS port, or a connection to its IMAPS port.
 func defaultProbe(name string) string {
 	switch name {
 	case "store":
-		return "127.0.0.1:8443"
+		return "https://127.0.0.1:8443/api/repos"
 	case "mail":
-		return "127.0.0.1:9993"
+		return "tcp://127.0.0.1:9993"
 	case "contacts":
-		return "127.0.0.1:8444"
+		return "https://127.0.0.1:8444/"
 	case "calendar":
-		return "127.0.0.1:8445"
+		return "https://127.0.0.1:8445/"
 	}
 	return ""
 }

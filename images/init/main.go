@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -70,9 +71,13 @@ func boot() error {
 	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
 		log.Printf("creating %s: %v", layout.DataDir, err)
 	}
-	guard := startGuard(ctx)
-	if guard != nil && guard.Phase() == bootguard.PhaseRollingBack {
-		return errors.New("rolling back to the healthy root; not starting the appliance")
+	guard, err := bootguard.Setup(ctx, http.DefaultServeMux, bootguard.Options{})
+	switch {
+	case errors.Is(err, bootguard.ErrRollingBack):
+		return fmt.Errorf("not starting %s: %w", app.Name, err)
+	case err != nil:
+		log.Printf("A/B update guard off: %v", err)
+		guard = nil
 	}
 	services := []*gokrazy.Service{
 		gokrazy.NewService(exec.Command(layout.DHCPPath)),
@@ -82,51 +87,26 @@ func boot() error {
 		return err
 	}
 	if guard != nil {
+		probe := func(context.Context) error { return nil }
+		if app.Probe != "" {
+			// The appliance's certificate comes from the home CA it makes on first start,
+			// which this root does not know: the probe of its own loopback port skips
+			// verification.
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			if probe, err = bootguard.ParseProbe(app.ProbeURL(), client); err != nil {
+				// An image with a broken health check never becomes healthy: a trial of it
+				// is rolled back.
+				log.Printf("bootguard: %v", err)
+				probe = func(context.Context) error { return err }
+			}
+		}
 		go func() {
-			if err := guard.Watch(ctx, probe(app.Probe)); err != nil {
+			if err := guard.Watch(ctx, probe); err != nil {
 				log.Printf("bootguard: %v", err)
 			}
 		}()
 	}
 	return nil
-}
-
-// startGuard sets up the A/B update guard: it checks this boot (which may switch back
-// to the healthy root and reboot) and serves its status and switch endpoints behind
-// gokrazy's authentication. It returns nil when the guard cannot run (no /perm).
-func startGuard(ctx context.Context) *bootguard.Guard {
-	bootDev, err := bootguard.FindBootDevice()
-	if err != nil {
-		log.Printf("bootguard: %v", err)
-		return nil
-	}
-	guard, err := bootguard.New(bootguard.Options{StatePath: layout.BootguardState,
-		Switch: bootguard.CmdlineSwitcher(bootDev), Reboot: bootguard.KernelReboot})
-	if err != nil {
-		log.Printf("bootguard: %v", err)
-		return nil
-	}
-	if _, err := guard.Check(ctx); err != nil {
-		log.Printf("bootguard: %v", err)
-	}
-	http.Handle(bootguard.StatusPath, guard)
-	http.Handle(bootguard.SwitchPath, guard)
-	return guard
-}
-
-// probe returns the appliance's health check: addr accepts a TCP connection.
-func probe(addr string) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		if addr == "" {
-			return nil
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	}
 }
 
 // readConfig reads the appliance configuration.

@@ -74,8 +74,6 @@ const (
 	Perm = "/perm"
 	// DataDir is the appliance's data directory on /perm (the -data flag by default).
 	DataDir = "/perm/hearth"
-	// BootguardState is the A/B update guard's state file on /perm (images/bootguard).
-	BootguardState = "/perm/bootguard.json"
 	// VMInitPath is the init of a microVM's initramfs.
 	VMInitPath = "/init"
 	// VMDataDisk is the microVM's data disk.
@@ -159,10 +157,19 @@ type Appliance struct {
 	Args []string `json:"args"`
 	// Env are extra environment variables, KEY=value.
 	Env []string `json:"env,omitempty"`
-	// Probe is the TCP address (host:port, on the device) whose accepting connections
-	// means the appliance is healthy: a board's init then commits an A/B update (see
-	// images/bootguard). Empty: healthy once started.
+	// Probe is the appliance's health check on the device, in bootguard.ParseProbe's
+	// form ("https://127.0.0.1:8443/", "tcp://127.0.0.1:9993"; a bare "host:port" is
+	// tcp, see ProbeURL): once it passes, a board's
+	// init commits an A/B update (images/bootguard). Empty: healthy once started.
 	Probe string `json:"probe,omitempty"`
+}
+
+// ProbeURL returns Probe with a bare "host:port" read as "tcp://host:port".
+func (a Appliance) ProbeURL() string {
+	if a.Probe != "" && !strings.Contains(a.Probe, "://") {
+		return "tcp://" + a.Probe
+	}
+	return a.Probe
 }
 
 // Binary returns the path of the appliance's binary in the root.
@@ -181,7 +188,7 @@ func (a Appliance) Validate() error {
 			return fmt.Errorf("layout: appliance %q: an argument is longer than %d bytes or holds NUL", a.Name, MaxArgLen)
 		}
 	}
-	if len(a.Probe) > 255 || strings.ContainsAny(a.Probe, " \n\x00") {
+	if len(a.Probe) > 255 || strings.ContainsAny(a.Probe, "\r\n\x00") {
 		return fmt.Errorf("layout: appliance %q: probe address %q", a.Name, a.Probe)
 	}
 	for _, e := range a.Env {

@@ -59,7 +59,7 @@ func TestLayoutFits(t *testing.T) {
 }
 
 func TestApplianceRoundTrip(t *testing.T) {
-	a := Appliance{Name: "store", Args: []string{"-data", DataDir}, Env: []string{"A=b"}, Probe: "127.0.0.1:8443"}
+	a := Appliance{Name: "store", Args: []string{"-data", DataDir}, Env: []string{"A=b"}, Probe: "tcp://127.0.0.1:9993?greeting=* OK"}
 	b, err := a.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +70,19 @@ func TestApplianceRoundTrip(t *testing.T) {
 	}
 	if got.Name != a.Name || strings.Join(got.Args, " ") != strings.Join(a.Args, " ") || got.Probe != a.Probe || got.Binary() != "/hearth/bin/store" {
 		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+func TestProbeURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                         "",
+		"127.0.0.1:8443":           "tcp://127.0.0.1:8443",
+		"https://127.0.0.1:8443/":  "https://127.0.0.1:8443/",
+		"tcp://127.0.0.1:9993?g=1": "tcp://127.0.0.1:9993?g=1",
+	} {
+		if got := (Appliance{Probe: in}).ProbeURL(); got != want {
+			t.Errorf("ProbeURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -85,7 +98,7 @@ func TestApplianceInvalid(t *testing.T) {
 		{"long name", `{"name":"` + strings.Repeat("a", 64) + `"}`},
 		{"env without =", `{"name":"x","env":["FOO"]}`},
 		{"nul in arg", `{"name":"x","args":["a\u0000b"]}`},
-		{"probe with space", `{"name":"x","probe":"a b"}`},
+		{"probe with newline", `{"name":"x","probe":"a\nb"}`},
 		{"too big", `{"name":"x","args":["` + strings.Repeat("a", MaxConfigSize) + `"]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +113,7 @@ func TestApplianceInvalid(t *testing.T) {
 }
 
 func FuzzParseAppliance(f *testing.F) {
-	f.Add([]byte(`{"name":"store","args":["-data","/perm/hearth"],"probe":"127.0.0.1:8443"}`))
+	f.Add([]byte(`{"name":"store","args":["-data","/perm/hearth"],"probe":"https://127.0.0.1:8443/"}`))
 	f.Add([]byte(`{"name":"x","env":["A=b"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseAppliance(b)
