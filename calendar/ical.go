@@ -478,9 +478,3 @@ type dur struct {
 	days  int
 	exact time.Duration
 }
-
-func (d dur) zero() bool { return d.days == 0 && d.exact == 0 }
-
-func (d dur) positive() bool {
-	return d.days*24*int(time.Hour/time.Second)+int(d.exact/time.Second) > 0
-}

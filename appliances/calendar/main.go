@@ -105,19 +105,7 @@ func (c config) check(args []string) error {
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle long enough.
 func serve(ctx context.Context, logger *slog.Logger, c config, met *signpost.Metrics) error {
-	if err := os.MkdirAll(c.data, 0o700); err != nil {
-		return err
-	}
-	if c.metrics != "" {
-		ln, err := signpost.MetricsListener(c.metrics)
-		if err != nil {
-			return err
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		defer cancel() // the metrics stop with the appliance
-		go met.ServeMetrics(mctx, ln, logger)
-	}
-	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
+	names, err := signpost.ReadNames(c.data)
 	if err != nil {
 		return err
 	}
@@ -129,50 +117,25 @@ func serve(ctx context.Context, logger *slog.Logger, c config, met *signpost.Met
 	if c.insecure {
 		plain, secure = c.listen, ""
 	}
-	listeners, err := signpost.HTTPListeners(os.Getenv, plain, secure, ca.ServerConfig(names.DNSNames(), lanAddrs(logger)))
+	env, err := signpost.OpenApplianceEnv(ctx, signpost.ApplianceOptions{Name: "calendar", Data: c.data, Plain: plain, TLS: secure,
+		MetricsAddr: c.metrics, Logger: logger, Metrics: met})
 	if err != nil {
 		return err
-	}
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		os.Unsetenv(k) // the descriptors are ours now, not our children's
-	}
-	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
-	if err != nil {
-		return err
-	}
-	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
-	if err != nil {
-		return errors.Join(err, repos.Close())
 	}
 	// The users' repositories are recycled when idle, which drops the store's caches;
 	// the accounts keep theirs.
 	dav, err := storedav.NewRecyclingRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
 	if err != nil {
-		return errors.Join(err, repos.Close())
+		return errors.Join(err, env.Close())
 	}
 	defer dav.Close()
-	h, err := calendar.NewHandler(calendar.Options{Repos: dav, Accounts: accounts, Logger: logger})
+	h, err := calendar.NewHandler(calendar.Options{Repos: dav, Accounts: env.Accounts, Logger: logger})
 	if err != nil {
-		return errors.Join(err, repos.Close())
+		return errors.Join(err, env.Close())
 	}
-	for _, ln := range listeners {
-		logger.Info("calendar listening", "addr", ln.Addr().String())
-	}
-	met.WatchRepoSizes(repos.Root(), 0)
-	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(dav.Hold(h), port)), signpost.ServeOptions{Logger: logger, IdleExit: c.idle, OnIdle: idleHook(logger, h, dav)})
-	if cerr := repos.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
-	}
-	return err
-}
-
-// lanAddrs are the LAN addresses the certificates name.
-func lanAddrs(logger *slog.Logger) []net.IP {
-	ips, err := signpost.LANAddrs()
-	if err != nil {
-		logger.Warn("no LAN addresses in certificates", "err", err)
-	}
-	return ips
+	err = signpost.ServeHTTP(ctx, env.Listeners, met.Middleware(signpost.RequireTLS(dav.Hold(h), port)),
+		signpost.ServeOptions{Logger: logger, IdleExit: c.idle, OnIdle: idleHook(logger, h, dav)})
+	return errors.Join(err, env.Close())
 }
 
 // idleHook drops the caches when the appliance goes idle, so that the memory released

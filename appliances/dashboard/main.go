@@ -34,7 +34,6 @@ import (
 
 	"github.com/hearth-home/hearth/dashboard"
 	"github.com/hearth-home/hearth/signpost"
-	"github.com/hearth-home/hearth/store"
 )
 
 func main() {
@@ -144,23 +143,7 @@ func readToken(path string) (string, error) {
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle.
 func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(string) string, met *signpost.Metrics) error {
-	if err := os.MkdirAll(c.data, 0o700); err != nil {
-		return err
-	}
-	if c.metrics != "" {
-		ln, err := signpost.MetricsListener(c.metrics)
-		if err != nil {
-			return err
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		defer cancel() // the metrics stop with the appliance
-		go met.ServeMetrics(mctx, ln, logger)
-	}
 	token, err := readToken(c.tokenFile)
-	if err != nil {
-		return err
-	}
-	ca, names, err := signpost.OpenHomeCA(c.data, signpost.CAOptions{Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -168,43 +151,20 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 	if c.insecure {
 		plain, secure = c.listen, ""
 	}
-	ips, err := signpost.LANAddrs()
-	if err != nil {
-		logger.Warn("no LAN addresses in certificates", "err", err)
-	}
-	listeners, err := signpost.HTTPListeners(getenv, plain, secure, ca.ServerConfig(names.DNSNames(), ips))
+	env, err := signpost.OpenApplianceEnv(ctx, signpost.ApplianceOptions{Name: "dashboard", Data: c.data, Plain: plain, TLS: secure,
+		MetricsAddr: c.metrics, Getenv: getenv, Logger: logger, Metrics: met})
 	if err != nil {
 		return err
-	}
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		os.Unsetenv(k) // the descriptors are ours now
-	}
-	repos, err := store.OpenRepos(filepath.Join(c.data, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
-	if err != nil {
-		return err
-	}
-	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
-	if err != nil {
-		return errors.Join(err, repos.Close())
 	}
 	h, err := dashboard.New(dashboard.Options{
-		Repos: repos, Accounts: accounts, CA: ca, Names: names,
+		Repos: env.Repos, Accounts: env.Accounts, CA: env.CA, Names: env.Names,
 		JitsuStatusURL: c.jitsuStatus, JitsuToken: token, Logger: logger, Registerer: met.Registry(),
 		SessionFile: filepath.Join(c.data, "dashboard", "sessions.json"),
 	})
 	if err != nil {
-		return errors.Join(err, repos.Close())
+		return errors.Join(err, env.Close())
 	}
-	for _, ln := range listeners {
-		logger.Info("dashboard listening", "addr", ln.Addr().String())
-	}
-	met.WatchRepoSizes(repos.Root(), 0)
-	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(h), signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
-	if cerr := h.Close(); cerr != nil { // the sessions, for the next start
-		err = errors.Join(err, cerr)
-	}
-	if cerr := repos.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
-	}
-	return err
+	err = signpost.ServeHTTP(ctx, env.Listeners, met.Middleware(h), signpost.ServeOptions{Logger: logger, IdleExit: c.idle})
+	// The sessions are saved for the next start.
+	return errors.Join(err, h.Close(), env.Close())
 }

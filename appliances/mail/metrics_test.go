@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -92,7 +91,7 @@ func TestLogFormatFlag(t *testing.T) {
 	}
 	out, err = exec.Command(binary, "-data", t.TempDir(), "-imap", "127.0.0.1:0", "-metrics", "0.0.0.0:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "loopback") {
-		t.Fatal(fmt.Sprintf("a public metrics address was accepted: %s", out))
+		t.Fatalf("a public metrics address was accepted: %s", out)
 	}
 }
 

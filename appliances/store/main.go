@@ -14,15 +14,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/hearth-home/hearth/signpost"
-	"github.com/hearth-home/hearth/store"
 	"github.com/hearth-home/hearth/store/storehttp"
 )
 
@@ -75,61 +72,22 @@ func run() int {
 // It serves HTTPS with a certificate from the home CA, and plain HTTP for loopback clients.
 func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https string, idle time.Duration, ts tailnetFlags,
 	met *signpost.Metrics, metricsAddr string) error {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
-	}
-	if metricsAddr != "" {
-		ln, err := signpost.MetricsListener(metricsAddr)
-		if err != nil {
-			return err
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		defer cancel() // the metrics stop with the appliance
-		go met.ServeMetrics(mctx, ln, logger)
-	}
-	ca, names, err := signpost.OpenHomeCA(dataDir, signpost.CAOptions{Logger: logger})
+	env, err := signpost.OpenApplianceEnv(ctx, signpost.ApplianceOptions{Name: "store", Data: dataDir, Plain: listen, TLS: https,
+		MetricsAddr: metricsAddr, Logger: logger, Metrics: met})
 	if err != nil {
 		return err
 	}
-	listeners, err := signpost.HTTPListeners(os.Getenv, listen, https, ca.ServerConfig(names.DNSNames(), lanAddrs(logger)))
+	listeners := env.Listeners
+	tln, peerUser, leave, err := ts.join(ctx, logger, dataDir, env.Accounts)
 	if err != nil {
-		return err
-	}
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		os.Unsetenv(k) // the descriptors are ours now, not our children's
-	}
-	repos, err := store.OpenRepos(filepath.Join(dataDir, "repos"), &store.Options{Logger: logger, OnCommit: met.OnCommit})
-	if err != nil {
-		return err
-	}
-	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
-	if err != nil {
-		return errors.Join(err, repos.Close())
-	}
-	tln, peerUser, leave, err := ts.join(ctx, logger, dataDir, accounts)
-	if err != nil {
-		return errors.Join(err, repos.Close())
+		return errors.Join(err, env.Close())
 	}
 	defer leave()
 	if tln != nil {
 		listeners = append(listeners, signpost.TrustedListener(tln))
 	}
-	handler := storehttp.NewHandler(repos, storehttp.Options{Auth: accounts, Logger: logger, PeerUser: peerUser})
-	met.WatchRepoSizes(repos.Root(), 0)
-	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(handler, names.Port("store", "https"))),
+	handler := storehttp.NewHandler(env.Repos, storehttp.Options{Auth: env.Accounts, Logger: logger, PeerUser: peerUser})
+	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(handler, env.Names.Port("store", "https"))),
 		signpost.ServeOptions{Logger: logger, IdleExit: idle})
-	if cerr := repos.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close repositories: %w", cerr))
-	}
-	return err
-}
-
-// lanAddrs are the LAN addresses the certificates name, so clients that connect by
-// address verify them.
-func lanAddrs(logger *slog.Logger) []net.IP {
-	ips, err := signpost.LANAddrs()
-	if err != nil {
-		logger.Warn("no LAN addresses in certificates", "err", err)
-	}
-	return ips
+	return errors.Join(err, env.Close())
 }

@@ -86,7 +86,6 @@ type entry struct {
 	mtime    time.Time
 	children []*entry
 	byName   map[string]*entry // keyed by upper-cased name
-	short    [11]byte
 }
 
 // Format starts a FAT32 file system of size bytes in w (from offset 0; wrap a partition
@@ -266,7 +265,7 @@ func (fs *FS) newEntry(dir *entry, name string, isDir bool, mtime time.Time) (*e
 // checkName rejects names a long file name cannot hold.
 func checkName(name string) error {
 	if name == "" || name == "." || name == ".." || !utf8.ValidString(name) {
-		return fmt.Errorf("fat32: bad name %q: want valid UTF-8, not . or ..", name)
+		return fmt.Errorf("fat32: bad name %q: want valid UTF-8, not \".\" or \"..\"", name)
 	}
 	if len(utf16.Encode([]rune(name))) > MaxNameLen {
 		return fmt.Errorf("fat32: name %q longer than %d UTF-16 units", clip(name), MaxNameLen)

@@ -38,15 +38,14 @@ var epoch = time.Date(2026, 11, 1, 12, 30, 44, 0, time.UTC)
 
 // item is one entry of a test tree.
 type item struct {
-	path   string
-	typ    fs.FileMode
-	perm   fs.FileMode
-	data   []byte // file contents or symlink target
-	uid    uint32
-	major  uint32
-	minor  uint32
-	mtime  time.Time
-	noMake bool // created implicitly as a parent
+	path  string
+	typ   fs.FileMode
+	perm  fs.FileMode
+	data  []byte // file contents or symlink target
+	uid   uint32
+	major uint32
+	minor uint32
+	mtime time.Time
 }
 
 func random(rng *rand.Rand, n int) []byte {

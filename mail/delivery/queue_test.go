@@ -79,7 +79,7 @@ func TestQueueBackoffThenBounce(t *testing.T) {
 			{599 * time.Second, 4},
 		}
 		for _, st := range steps {
-			time.Sleep(start.Add(st.at).Sub(time.Now()))
+			time.Sleep(time.Until(start.Add(st.at)))
 			synctest.Wait()
 			q := queued(t, outbox)
 			if len(q) != 1 || q[0].Attempts != st.attempts {
@@ -89,7 +89,7 @@ func TestQueueBackoffThenBounce(t *testing.T) {
 				t.Fatalf("at %v: bounced early", st.at)
 			}
 		}
-		time.Sleep(start.Add(630 * time.Second).Sub(time.Now()))
+		time.Sleep(time.Until(start.Add(630 * time.Second)))
 		synctest.Wait()
 		if q := queued(t, outbox); len(q) != 0 {
 			t.Fatalf("after MaxAge the queue still holds %+v", q)
