@@ -6,14 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hearth-home/hearth/calendar"
-	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
 	"github.com/hearth-home/hearth/store/storedav"
 )
@@ -32,76 +29,9 @@ func calendarCommands() []command {
 	}
 }
 
-// parseInterspersed parses flags that may come after positional arguments
-// ("restore USER --since 1h"), returning the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-// withCalendars parses a calendar command's flags, checks the number of positional
-// arguments (min to max), opens the data directory and runs fn with its calendars.
-func withCalendars(ctx context.Context, s stdio, name, synopsis string, minArgs, maxArgs int, args []string,
-	addFlags func(*flag.FlagSet), fn func(c *storedav.Collections, args []string) error) int {
-	fs := flagSet(s, name, synopsis)
-	data := fs.String("data", defaultData, "data directory of \"hearth up\"")
-	if addFlags != nil {
-		addFlags(fs)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if len(pos) < minArgs || len(pos) > maxArgs {
-		fmt.Fprintf(s.err, "hearth %s: want %d to %d arguments, got %d\n", name, minArgs, maxArgs, len(pos))
-		fs.Usage()
-		return 2
-	}
-	if err := signpost.CheckName(pos[0]); err != nil {
-		fmt.Fprintf(s.err, "hearth %s: %v\n", name, err)
-		return 2
-	}
-	err = func() (err error) {
-		if _, err := os.Stat(*data); err != nil {
-			return fmt.Errorf("data directory: %w", err)
-		}
-		logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		repos, err := store.OpenRepos(filepath.Join(*data, "repos"), &store.Options{Logger: logger})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if cerr := repos.Close(); cerr != nil && err == nil {
-				err = cerr
-			}
-		}()
-		return fn(storedav.NewCollections(repos, calendar.Kind(), storedav.Limits{}, logger), pos)
-	}()
-	if err != nil {
-		fmt.Fprintf(s.err, "hearth %s: %v\n", name, err)
-		return 1
-	}
-	return 0
-}
-
 func cmdCalendarImport(ctx context.Context, s stdio, args []string) int {
 	var coll *string
-	return withCalendars(ctx, s, "calendar import", "[-data DIR] [-collection NAME] USER FILE.ics", 2, 2, args,
+	return withCollections(ctx, s, calendar.Kind(), "calendar import", "[-data DIR] [-collection NAME] USER FILE.ics", 2, 2, args,
 		func(fs *flag.FlagSet) { coll = fs.String("collection", defaultCalendar, "the calendar to import into") },
 		func(c *storedav.Collections, args []string) error {
 			user, file := args[0], args[1]
@@ -164,7 +94,7 @@ func readLimited(name string, limit int64) ([]byte, error) {
 
 func cmdCalendarExport(ctx context.Context, s stdio, args []string) int {
 	var coll *string
-	return withCalendars(ctx, s, "calendar export", "[-data DIR] [-collection NAME] USER [FILE.ics]", 1, 2, args,
+	return withCollections(ctx, s, calendar.Kind(), "calendar export", "[-data DIR] [-collection NAME] USER [FILE.ics]", 1, 2, args,
 		func(fs *flag.FlagSet) { coll = fs.String("collection", defaultCalendar, "the calendar to export") },
 		func(c *storedav.Collections, args []string) error {
 			user := args[0]
@@ -196,22 +126,9 @@ func cmdCalendarExport(ctx context.Context, s stdio, args []string) int {
 		})
 }
 
-// parseSince reads -since: an RFC 3339 time, a date, or a duration before now.
-func parseSince(v string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("-since %q: want an RFC 3339 time, a date or a duration such as 2h", v)
-}
-
 func cmdCalendarRestore(ctx context.Context, s stdio, args []string) int {
 	var since *string
-	return withCalendars(ctx, s, "calendar restore", "[-data DIR] USER [COLLECTION] --since TIME", 1, 2, args,
+	return withCollections(ctx, s, calendar.Kind(), "calendar restore", "[-data DIR] USER [COLLECTION] --since TIME", 1, 2, args,
 		func(fs *flag.FlagSet) {
 			since = fs.String("since", "", "restore what was deleted after this time (required)")
 		},
@@ -221,7 +138,7 @@ func cmdCalendarRestore(ctx context.Context, s stdio, args []string) int {
 			}
 			t, err := parseSince(*since, time.Now())
 			if err != nil {
-				return err
+				return fmt.Errorf("--since: %w", err)
 			}
 			coll := ""
 			if len(args) == 2 {

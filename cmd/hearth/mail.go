@@ -6,16 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hearth-home/hearth/mail"
 	"github.com/hearth-home/hearth/mail/migrate"
 	"github.com/hearth-home/hearth/signpost"
-	"github.com/hearth-home/hearth/store"
 )
 
 // mailCommands are the "hearth mail ..." commands (import, export, restore) and
@@ -33,17 +30,11 @@ func mailCommands() []command {
 // arguments ("USER MAILBOX --since T"). It returns the arguments; ok false ends the
 // command with code.
 func parseMailArgs(fs *flag.FlagSet, args []string, nargs int) (pos []string, code int, ok bool) {
-	for {
-		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		} else if err != nil {
-			return nil, 2, false
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, 0, false
+	} else if err != nil {
+		return nil, 2, false
 	}
 	if len(pos) != nargs {
 		fmt.Fprintf(fs.Output(), "%s: want %d arguments, got %d\n", fs.Name(), nargs, len(pos))
@@ -59,30 +50,11 @@ func withMail(ctx context.Context, s stdio, data, user string, fn func(b *mail.B
 	if err := signpost.CheckName(user); err != nil {
 		return err
 	}
-	if _, err := os.Stat(data); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	repos, err := store.OpenRepos(filepath.Join(data, "repos"), &store.Options{Logger: logger})
+	repos, accounts, logger, err := openUserData(ctx, s, data, user)
 	if err != nil {
 		return err
 	}
 	defer repos.Close()
-	accounts, err := signpost.OpenAccounts(ctx, repos, signpost.AccountsOptions{Logger: logger})
-	if err != nil {
-		return err
-	}
-	users, err := accounts.List(ctx)
-	if err != nil {
-		return err
-	}
-	known := false
-	for _, u := range users {
-		known = known || u.Name == user
-	}
-	if !known {
-		return fmt.Errorf("no user %q (add one with \"hearth user add\")", user)
-	}
 	b, err := mail.NewBackend(repos, mail.Options{Accounts: accounts, Logger: logger})
 	if err != nil {
 		return err
@@ -254,7 +226,7 @@ func cmdMailRestore(ctx context.Context, s stdio, args []string) int {
 	if !ok {
 		return code
 	}
-	t, err := parseMailSince(*since, time.Now())
+	t, err := parseSince(*since, time.Now())
 	if err != nil {
 		fmt.Fprintf(s.err, "hearth mail restore: -since: %v\n", err)
 		return 2
@@ -271,24 +243,4 @@ func cmdMailRestore(ctx context.Context, s stdio, args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// parseMailSince reads a point in time: RFC 3339, a date or date and minute in local time, or
-// a duration before now.
-func parseMailSince(v string, now time.Time) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, errors.New("required")
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time (RFC 3339, 2006-01-02[ 15:04], or a duration like 2h)", v)
 }

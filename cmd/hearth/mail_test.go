@@ -263,7 +263,7 @@ func TestMailCommandErrors(t *testing.T) {
 	}
 }
 
-func TestParseMailSince(t *testing.T) {
+func TestParseSince(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name, in string
@@ -279,7 +279,7 @@ func TestParseMailSince(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseMailSince(tt.in, now)
+			got, err := parseSince(tt.in, now)
 			if (err != nil) != tt.err || (!tt.err && !got.Equal(tt.want)) {
 				t.Fatalf("= %v %v, want %v (error %v)", got, err, tt.want, tt.err)
 			}
