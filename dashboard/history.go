@@ -725,7 +725,7 @@ func RestoreMessage(ctx context.Context, st store.Store, mailbox, key string, co
 	}
 	// The message's index line before the deletion: its flags and internal date.
 	line := ""
-	if b, _, err := st.Get(ctx, parent, "index/"+mailbox+"/"+strconv.FormatUint(oldUID/256, 10)); err == nil {
+	if b, err := lastVersion(ctx, st, parent, "index/"+mailbox+"/"+strconv.FormatUint(oldUID/256, 10)); err == nil {
 		prefix := strconv.FormatUint(oldUID, 10) + " "
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(l, prefix) {
@@ -760,7 +760,7 @@ func RestoreMessage(ctx context.Context, st store.Store, mailbox, key string, co
 	}
 	name := describe(ctx, st, service{Name: "mail"}, parent, key)
 	for try := 0; ; try++ {
-		err := restoreMessageOnce(ctx, st, mailbox, old, size, date, flags, author, "restore "+key+" deleted in "+string(commit)[:10])
+		err := restoreMessageOnce(ctx, st, parent, mailbox, old, size, date, flags, author, "restore "+key+" deleted in "+string(commit)[:10])
 		if !errors.Is(err, store.ErrConflict) || errors.Is(err, ErrExists) || try == maxRestoreTry {
 			if err != nil {
 				return "", fmt.Errorf("dashboard: restore %s: %w", key, err)
@@ -770,7 +770,7 @@ func RestoreMessage(ctx context.Context, st store.Store, mailbox, key string, co
 	}
 }
 
-func restoreMessageOnce(ctx context.Context, st store.Store, mailbox string, version store.Hash, size int64, date string, flags []string, author store.Signature, msg string) error {
+func restoreMessageOnce(ctx context.Context, st store.Store, parent, mailbox string, version store.Hash, size int64, date string, flags []string, author store.Signature, msg string) error {
 	head, err := st.Resolve(ctx, "")
 	if err != nil {
 		return err
@@ -778,7 +778,11 @@ func restoreMessageOnce(ctx context.Context, st store.Store, mailbox string, ver
 	metaKey := "meta/" + mailbox
 	metaJSON, metaEntry, err := st.Get(ctx, string(head), metaKey)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("the mailbox is gone: %w", store.ErrNotFound)
+		// The mailbox was deleted too: it comes back as it was before the message's
+		// deletion (same id, name and UIDVALIDITY), unless another mailbox has taken
+		// its name since.
+		metaJSON, err = recreatedMailbox(ctx, st, string(head), parent, mailbox)
+		metaEntry = store.Entry{Version: store.Missing}
 	}
 	if err != nil {
 		return err
@@ -836,4 +840,59 @@ func restoreMessageOnce(ctx context.Context, st store.Store, mailbox string, ver
 		},
 	})
 	return err
+}
+
+// recreatedMailbox returns the last metadata of mailbox at rev or before, for restoring
+// a mailbox deleted since: store.ErrNotFound if there is none, ErrExists if a mailbox at
+// head has its name now.
+func recreatedMailbox(ctx context.Context, st store.Store, head, rev, mailbox string) ([]byte, error) {
+	old, err := lastVersion(ctx, st, rev, "meta/"+mailbox)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("the mailbox is gone: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var was struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(old, &was); err != nil || was.Name == "" {
+		return nil, fmt.Errorf("mailbox meta at %s: no name", rev)
+	}
+	metas, err := st.List(ctx, head, "meta")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	for _, m := range metas {
+		b, _, err := st.Get(ctx, head, m.Key)
+		if err != nil {
+			return nil, err
+		}
+		var now struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(b, &now) == nil && now.Name == was.Name {
+			return nil, fmt.Errorf("a mailbox named %q exists now (restore the message from there): %w", was.Name, ErrExists)
+		}
+	}
+	return old, nil
+}
+
+// lastVersion returns key's value at rev or, when it was deleted by then, its last value
+// before: the mail service deletes a mailbox's metadata and index before its messages.
+func lastVersion(ctx context.Context, st store.Store, rev, key string) ([]byte, error) {
+	v, _, err := st.Get(ctx, rev, key)
+	if !errors.Is(err, store.ErrNotFound) {
+		return v, err
+	}
+	changes, herr := st.History(ctx, rev, key, 4)
+	if herr != nil {
+		return nil, herr
+	}
+	for _, c := range changes {
+		if v, _, err = st.Get(ctx, string(c.ID), key); err == nil {
+			return v, nil
+		}
+	}
+	return nil, err
 }

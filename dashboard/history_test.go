@@ -302,13 +302,95 @@ func TestRestoreMessage(t *testing.T) {
 	if _, body := c.get("/history/mail/" + id); !strings.Contains(body, "modified flags changed") {
 		t.Fatalf("history lacks the flag change:\n%s", body)
 	}
-	// With the mailbox gone, restore says so.
+	// With the mailbox's metadata gone too, restore brings the mailbox back, and finds
+	// the message there already.
 	if _, err := st.Commit(ctx, store.Change{Message: "delete mailbox", Ops: []store.Op{{Key: "meta/" + id, Delete: true}}}); err != nil {
 		t.Fatal(err)
 	}
 	c.get("/data")
-	if code, body := c.post("/restore", url.Values{"service": {"mail"}, "set": {id}, "commit": {m[1]}, "key": {m[2]}}); code != http.StatusConflict || !strings.Contains(body, "mailbox is gone") {
-		t.Fatalf("restore into a deleted mailbox: %d %s", code, body)
+	if code, body := c.post("/restore", url.Values{"service": {"mail"}, "set": {id}, "commit": {m[1]}, "key": {m[2]}}); code != http.StatusConflict || !strings.Contains(body, "already there") {
+		t.Fatalf("restore into a deleted mailbox holding the message: %d %s", code, body)
+	}
+}
+
+// TestRestoreMessageOfDeletedMailbox: restoring a message of a mailbox deleted since
+// brings the mailbox back (same id and name), which the mail backend then serves; when a
+// new mailbox has taken the name, the restore is refused.
+func TestRestoreMessageOfDeletedMailbox(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, Options{})
+	b, err := mail.NewBackend(e.repos, mail.Options{Accounts: e.accounts, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateMailbox(ctx, "alice", "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	body := "From: a@example.org\r\nSubject: the plan\r\n\r\nbody\r\n"
+	if _, err := b.Deliver(ctx, "alice", "Work", []byte(body), []imap.Flag{imap.FlagFlagged}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.repos.Open(ctx, "alice/mail", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := st.List(ctx, "", "msg")
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("messages: %v %v", msgs, err)
+	}
+	key := msgs[0].Key
+	id := strings.Split(key, "/")[1]
+	if err := b.DeleteMailbox(ctx, "alice", "Work"); err != nil {
+		t.Fatal(err)
+	}
+	log, err := st.Log(ctx, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := log[0].ID
+
+	for _, tc := range []struct {
+		name    string
+		prepare func()
+		wantErr error
+	}{
+		{"name taken", func() {
+			if err := b.CreateMailbox(ctx, "alice", "Work", ""); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrExists},
+		{"name free", func() {
+			if err := b.DeleteMailbox(ctx, "alice", "Work"); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.prepare()
+			_, err := RestoreMessage(ctx, st, id, key, del, signature("alice"))
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("restore: %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	// The mailbox is back with the message, as the running backend sees it.
+	var got []mail.Message
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got = nil
+		err := b.Messages(ctx, "alice", "Work", func(m mail.Message) error { got = append(got, m); return nil })
+		if (err == nil && len(got) == 1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(got) != 1 || !slices.Contains(got[0].Flags, imap.FlagFlagged) {
+		t.Fatalf("Work after the restore: %+v", got)
+	}
+	if raw, err := got[0].Body(ctx); err != nil || string(raw) != body {
+		t.Fatalf("restored body %q %v", raw, err)
 	}
 }
 
