@@ -69,12 +69,16 @@ func OpenApplianceEnv(ctx context.Context, o ApplianceOptions) (_ *ApplianceEnv,
 	}()
 	if o.MetricsAddr != "" && o.Metrics != nil {
 		ln, err := MetricsListener(o.MetricsAddr)
-		if err != nil {
+		switch {
+		case MetricsUnavailable(err):
+			logger.Warn("serving without /metrics", "err", err)
+		case err != nil:
 			return nil, err
+		default:
+			mctx, cancel := context.WithCancel(ctx)
+			env.stopMetrics = cancel
+			go o.Metrics.ServeMetrics(mctx, ln, logger)
 		}
-		mctx, cancel := context.WithCancel(ctx)
-		env.stopMetrics = cancel
-		go o.Metrics.ServeMetrics(mctx, ln, logger)
 	}
 	env.CA, env.Names, err = OpenHomeCA(o.Data, CAOptions{Logger: logger})
 	if err != nil {

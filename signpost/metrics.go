@@ -2,6 +2,7 @@ package signpost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hearth-home/hearth/store"
@@ -243,6 +245,13 @@ func MetricsListener(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("signpost: metrics: %w", err)
 	}
 	return ln, nil
+}
+
+// MetricsUnavailable reports whether err, from MetricsListener, says only that the
+// metrics port is taken right now: an appliance then serves without /metrics rather
+// than not at all (a bad address is still an error).
+func MetricsUnavailable(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE)
 }
 
 // ServeMetrics serves m at /metrics on ln until ctx ends; its log records carry

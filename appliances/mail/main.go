@@ -290,7 +290,10 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 	metricsLn, ok := lns[metricsSocket]
 	delete(lns, metricsSocket)
 	if !ok && c.metrics != "" {
-		if metricsLn, err = signpost.MetricsListener(c.metrics); err != nil {
+		if metricsLn, err = signpost.MetricsListener(c.metrics); signpost.MetricsUnavailable(err) {
+			logger.Warn("serving without /metrics", "err", err)
+			metricsLn = nil
+		} else if err != nil {
 			closeListeners()
 			return err
 		}

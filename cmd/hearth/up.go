@@ -202,6 +202,13 @@ func up(ctx context.Context, s stdio, cfg upConfig) error {
 	return err
 }
 
+// metricsPort is the loopback port of a built-in appliance's /metrics under "hearth up"
+// (jitsu's own are on its status address).
+func metricsPort(appliance string) (int, bool) {
+	port, ok := map[string]int{"store": 9181, "mail": 9182, "contacts": 9183, "calendar": 9184, "dashboard": 9185}[appliance]
+	return port, ok
+}
+
 // upManifests adapts the built-in manifests to cfg: sockets on 127.0.0.1 unless cfg.lan,
 // ports from the kernel with cfg.freePorts, and the dashboard told where jitsu's status is.
 func upManifests(ms []jitsu.Manifest, cfg upConfig, statusLn net.Listener) []jitsu.Manifest {
@@ -215,6 +222,11 @@ func upManifests(ms []jitsu.Manifest, cfg upConfig, statusLn net.Listener) []jit
 				port = "0"
 			}
 			ms[i].Sockets[k].Addr = net.JoinHostPort(host, port)
+		}
+		// Each appliance serves /metrics on a loopback port of its own while it runs (not
+		// with -free-ports: tests run several Hearths at once).
+		if port, ok := metricsPort(ms[i].Name); ok && !cfg.freePorts {
+			ms[i].Exec = append(ms[i].Exec, "-metrics", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		}
 		if ms[i].Name == "dashboard" && statusLn != nil {
 			ms[i].Exec = append(ms[i].Exec, "-jitsu-status", "http://"+statusLn.Addr().String()+"/status")
