@@ -63,19 +63,26 @@ func (c *repoCtx) decode(limit int64, v any) bool {
 }
 
 func (c *repoCtx) listBranches() {
+	answerList(c, func(s store.Store) ([]store.Branch, error) { return s.Branches(c.r.Context()) },
+		func(bs []store.Branch) any { return branchesAnswer{Branches: bs} })
+}
+
+// answerList opens the repository, reads a list from it and answers it as the JSON that
+// wrap makes of it (an empty list, never null).
+func answerList[T any](c *repoCtx, read func(s store.Store) ([]T, error), wrap func([]T) any) {
 	s, ok := c.open(false)
 	if !ok {
 		return
 	}
-	bs, err := s.Branches(c.r.Context())
+	xs, err := read(s)
 	if err != nil {
 		c.fail(err)
 		return
 	}
-	if bs == nil {
-		bs = []store.Branch{}
+	if xs == nil {
+		xs = []T{}
 	}
-	writeJSON(c.w, http.StatusOK, branchesAnswer{Branches: bs})
+	writeJSON(c.w, http.StatusOK, wrap(xs))
 }
 
 func (c *repoCtx) createBranch() {
@@ -320,19 +327,8 @@ func (c *repoCtx) list() {
 	if !ok {
 		return
 	}
-	s, ok := c.open(false)
-	if !ok {
-		return
-	}
-	es, err := s.List(c.r.Context(), rev, c.arg)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	if es == nil {
-		es = []store.Entry{}
-	}
-	writeJSON(c.w, http.StatusOK, entriesAnswer{Entries: es})
+	answerList(c, func(s store.Store) ([]store.Entry, error) { return s.List(c.r.Context(), rev, c.arg) },
+		func(es []store.Entry) any { return entriesAnswer{Entries: es} })
 }
 
 // commit applies a store.Change from the body, authored by the user.
@@ -358,12 +354,7 @@ func (c *repoCtx) log() {
 	if !ok {
 		return
 	}
-	s, ok := c.open(false)
-	if !ok {
-		return
-	}
-	cs, err := s.Log(c.r.Context(), rev, limit)
-	c.writeCommits(cs, err)
+	answerList(c, func(s store.Store) ([]store.Commit, error) { return s.Log(c.r.Context(), rev, limit) }, commitsJSON)
 }
 
 func (c *repoCtx) history() {
@@ -375,24 +366,10 @@ func (c *repoCtx) history() {
 	if !ok {
 		return
 	}
-	s, ok := c.open(false)
-	if !ok {
-		return
-	}
-	cs, err := s.History(c.r.Context(), rev, c.arg, limit)
-	c.writeCommits(cs, err)
+	answerList(c, func(s store.Store) ([]store.Commit, error) { return s.History(c.r.Context(), rev, c.arg, limit) }, commitsJSON)
 }
 
-func (c *repoCtx) writeCommits(cs []store.Commit, err error) {
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	if cs == nil {
-		cs = []store.Commit{}
-	}
-	writeJSON(c.w, http.StatusOK, commitsAnswer{Commits: cs})
-}
+func commitsJSON(cs []store.Commit) any { return commitsAnswer{Commits: cs} }
 
 func (c *repoCtx) diff() {
 	from, ok := c.revParam("from")
@@ -408,19 +385,8 @@ func (c *repoCtx) diff() {
 		c.fail(err)
 		return
 	}
-	s, ok := c.open(false)
-	if !ok {
-		return
-	}
-	ds, err := s.Diff(c.r.Context(), from, to, prefix)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	if ds == nil {
-		ds = []store.Diff{}
-	}
-	writeJSON(c.w, http.StatusOK, diffsAnswer{Diffs: ds})
+	answerList(c, func(s store.Store) ([]store.Diff, error) { return s.Diff(c.r.Context(), from, to, prefix) },
+		func(ds []store.Diff) any { return diffsAnswer{Diffs: ds} })
 }
 
 // merge merges branches; the merge commit is authored by the user.
