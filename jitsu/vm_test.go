@@ -2,12 +2,8 @@ package jitsu
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -95,7 +91,7 @@ func vmImageFor(t *testing.T, goarch, kernelModule string) (kernel, initrd strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = writeGuestInitramfs(f, bin)
+	err = cpio.WriteInit(f, bin)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -321,29 +317,4 @@ func TestProbeKVM(t *testing.T) {
 			}
 		})
 	}
-}
-
-// writeGuestInitramfs writes the smallest gzip initramfs a static Go binary can run from
-// as PID 1: /dev with the console and null devices it needs before anything mounts, and
-// the binary as /init.
-func writeGuestInitramfs(w io.Writer, init []byte) error {
-	zw := gzip.NewWriter(w)
-	cw := cpio.NewWriter(zw, cpio.Options{})
-	err := cw.Mkdir("dev", cpio.Attr{Mode: 0o755})
-	if err == nil {
-		err = cw.Mknod("dev/console", fs.ModeDevice|fs.ModeCharDevice, 5, 1, cpio.Attr{Mode: 0o600})
-	}
-	if err == nil {
-		err = cw.Mknod("dev/null", fs.ModeDevice|fs.ModeCharDevice, 1, 3, cpio.Attr{Mode: 0o666})
-	}
-	if err == nil {
-		err = cw.WriteFile("init", bytes.NewReader(init), int64(len(init)), cpio.Attr{Mode: 0o755})
-	}
-	if err == nil {
-		err = cw.Close()
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	return err
 }

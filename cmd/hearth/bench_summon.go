@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hearth-home/hearth/images/cpio"
 	"github.com/hearth-home/hearth/jitsu"
 	"github.com/hearth-home/hearth/signpost"
 )
@@ -254,7 +255,7 @@ func benchVMSummon(ctx context.Context, tmp string, runs int, logger *slog.Logge
 	if err != nil {
 		return jitsu.LatencyStats{}, err
 	}
-	err = jitsu.WriteGuestInitramfs(f, bin)
+	err = cpio.WriteInit(f, bin)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
