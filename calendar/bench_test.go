@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"net/http/httptest"
+
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
-	"net/http/httptest"
 )
 
 // benchServer serves a calendar of n generated events from an on-disk store.

@@ -97,11 +97,11 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case root.is(nsCalDAV, "calendar-query"):
+	case root.Is(nsCalDAV, "calendar-query"):
 		h.query(w, r, t, root)
-	case root.is(nsCalDAV, "calendar-multiget"):
+	case root.Is(nsCalDAV, "calendar-multiget"):
 		h.multiget(w, r, t, root)
-	case root.is(nsCalDAV, "free-busy-query"):
+	case root.Is(nsCalDAV, "free-busy-query"):
 		h.freeBusy(w, r, t, root)
 	default:
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -225,17 +225,17 @@ type propReq struct {
 	data  *dataRequest
 }
 
-func parsePropReq(root *xnode) (propReq, error) {
+func parsePropReq(root *storedav.Element) (propReq, error) {
 	var pr propReq
-	prop := root.child(nsDAV, "prop")
+	prop := root.Child(nsDAV, "prop")
 	if prop == nil {
 		// allprop, propname or nothing: the etag and the data
 		pr.names = []xml.Name{{Space: nsDAV, Local: "getetag"}}
 		return pr, nil
 	}
-	for _, c := range prop.children {
-		pr.names = append(pr.names, c.name)
-		if c.is(nsCalDAV, "calendar-data") {
+	for _, c := range prop.Children {
+		pr.names = append(pr.names, c.Name)
+		if c.Is(nsCalDAV, "calendar-data") {
 			dr, err := parseDataRequest(c)
 			if err != nil {
 				return pr, err
@@ -387,16 +387,16 @@ func prune(c *ical.Component, sel *compSel) *ical.Component {
 
 // queryZone is the time zone of floating times in a calendar-query: CALDAV:timezone
 // (a VCALENDAR with one VTIMEZONE) or CALDAV:timezone-id (RFC 7809); UTC otherwise.
-func (h *Handler) queryZone(root *xnode) (zone, error) {
-	if n := root.child(nsCalDAV, "timezone-id"); n != nil {
-		loc, err := h.zones.iana(strings.TrimSpace(n.text))
+func (h *Handler) queryZone(root *storedav.Element) (zone, error) {
+	if n := root.Child(nsCalDAV, "timezone-id"); n != nil {
+		loc, err := h.zones.iana(strings.TrimSpace(n.Text))
 		if err != nil {
-			return nil, fmt.Errorf("unknown timezone-id %q", strings.TrimSpace(n.text))
+			return nil, fmt.Errorf("unknown timezone-id %q", strings.TrimSpace(n.Text))
 		}
 		return locZone{loc}, nil
 	}
-	if n := root.child(nsCalDAV, "timezone"); n != nil {
-		cal, err := parse([]byte(n.text))
+	if n := root.Child(nsCalDAV, "timezone"); n != nil {
+		cal, err := parse([]byte(n.Text))
 		if err != nil {
 			return nil, fmt.Errorf("timezone: %v", err)
 		}
@@ -424,13 +424,13 @@ func validFilter(w http.ResponseWriter, reason string) {
 }
 
 // query answers CALDAV:calendar-query (RFC 4791 §7.8).
-func (h *Handler) query(w http.ResponseWriter, r *http.Request, t storedav.Target, root *xnode) {
-	fn := root.child(nsCalDAV, "filter")
-	if fn == nil || fn.child(nsCalDAV, "comp-filter") == nil {
+func (h *Handler) query(w http.ResponseWriter, r *http.Request, t storedav.Target, root *storedav.Element) {
+	fn := root.Child(nsCalDAV, "filter")
+	if fn == nil || fn.Child(nsCalDAV, "comp-filter") == nil {
 		validFilter(w, "calendar-query needs a filter with a comp-filter")
 		return
 	}
-	f, err := parseCompFilter(fn.child(nsCalDAV, "comp-filter"))
+	f, err := parseCompFilter(fn.Child(nsCalDAV, "comp-filter"))
 	if errors.Is(err, errCollation) {
 		writeCondition(w, http.StatusForbidden, xml.Name{Space: nsCalDAV, Local: "supported-collation"}, err.Error())
 		return
@@ -477,20 +477,20 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request, t storedav.Targe
 }
 
 // multiget answers CALDAV:calendar-multiget (RFC 4791 §7.9).
-func (h *Handler) multiget(w http.ResponseWriter, r *http.Request, t storedav.Target, root *xnode) {
+func (h *Handler) multiget(w http.ResponseWriter, r *http.Request, t storedav.Target, root *storedav.Element) {
 	pr, err := parsePropReq(root)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	hrefs := root.all(nsDAV, "href")
+	hrefs := root.All(nsDAV, "href")
 	if limit := 10000; len(hrefs) > limit {
 		http.Error(w, fmt.Sprintf("more than %d hrefs", limit), http.StatusBadRequest)
 		return
 	}
 	ms := newMS()
 	for _, hn := range hrefs {
-		href := strings.TrimSpace(hn.text)
+		href := strings.TrimSpace(hn.Text)
 		ot, err := hrefTarget(href)
 		if err == nil && (ot.Owner != t.Owner || (t.Level >= storedav.LevelCollection && ot.Collection != t.Collection)) {
 			// outside the collection asked about: check access for it too
@@ -528,8 +528,8 @@ func hrefTarget(href string) (storedav.Target, error) {
 }
 
 // freeBusy answers CALDAV:free-busy-query (RFC 4791 §7.10) with a VFREEBUSY.
-func (h *Handler) freeBusy(w http.ResponseWriter, r *http.Request, t storedav.Target, root *xnode) {
-	tr := root.child(nsCalDAV, "time-range")
+func (h *Handler) freeBusy(w http.ResponseWriter, r *http.Request, t storedav.Target, root *storedav.Element) {
+	tr := root.Child(nsCalDAV, "time-range")
 	if tr == nil {
 		http.Error(w, "free-busy-query needs a time-range", http.StatusBadRequest)
 		return

@@ -149,8 +149,8 @@ func FuzzReportXML(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if fn := root.child(nsCalDAV, "filter"); fn != nil {
-			if cf := fn.child(nsCalDAV, "comp-filter"); cf != nil {
+		if fn := root.Child(nsCalDAV, "filter"); fn != nil {
+			if cf := fn.Child(nsCalDAV, "comp-filter"); cf != nil {
 				parseCompFilter(cf)
 			}
 		}

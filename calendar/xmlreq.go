@@ -2,12 +2,12 @@ package calendar
 
 import (
 	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
+
+	"github.com/hearth-home/hearth/store/storedav"
 )
 
 // Limits on REPORT request bodies.
@@ -22,96 +22,17 @@ const (
 	nsCalDAV = "urn:ietf:params:xml:ns:caldav"
 )
 
-// xnode is a parsed XML element.
-type xnode struct {
-	name     xml.Name
-	attr     []xml.Attr
-	text     string
-	children []*xnode
-}
-
-func (n *xnode) is(space, local string) bool {
-	return n != nil && n.name.Space == space && n.name.Local == local
-}
-
-func (n *xnode) child(space, local string) *xnode {
-	if n == nil {
-		return nil
-	}
-	for _, c := range n.children {
-		if c.is(space, local) {
-			return c
-		}
-	}
-	return nil
-}
-
-func (n *xnode) all(space, local string) []*xnode {
-	var out []*xnode
-	if n == nil {
-		return nil
-	}
-	for _, c := range n.children {
-		if c.is(space, local) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func (n *xnode) attrValue(local string) (string, bool) {
-	for _, a := range n.attr {
-		if a.Name.Local == local && a.Name.Space == "" {
-			return a.Value, true
-		}
-	}
-	return "", false
-}
-
-// parseXMLBody parses a REPORT body into an element tree with limits on size, count and depth.
-func parseXMLBody(body []byte) (*xnode, error) {
+// parseXMLBody parses a REPORT body into an element tree (storedav.ParseXML's limits,
+// and at most maxReportBody bytes); an empty body is an error.
+func parseXMLBody(body []byte) (*storedav.Element, error) {
 	if len(body) > maxReportBody {
 		return nil, errors.New("body too large")
 	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	var root *xnode
-	var stack []*xnode
-	count := 0
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			if root == nil || len(stack) > 0 {
-				return nil, errors.New("incomplete XML body")
-			}
-			return root, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if count++; count > maxReportNodes || len(stack) >= maxReportDepth {
-				return nil, errors.New("too many or too deeply nested elements")
-			}
-			n := &xnode{name: t.Name, attr: t.Attr}
-			if len(stack) == 0 {
-				if root != nil {
-					return nil, errors.New("more than one root element")
-				}
-				root = n
-			} else {
-				p := stack[len(stack)-1]
-				p.children = append(p.children, n)
-			}
-			stack = append(stack, n)
-		case xml.EndElement:
-			stack = stack[:len(stack)-1]
-		case xml.CharData:
-			if len(stack) > 0 {
-				stack[len(stack)-1].text += string(t)
-			}
-		}
+	root, err := storedav.ParseXML(bytes.NewReader(body))
+	if err == nil && root == nil {
+		err = errors.New("incomplete XML body")
 	}
+	return root, err
 }
 
 // parseUTC parses a time-range attribute: a UTC date-time such as 20250301T000000Z.
@@ -124,9 +45,9 @@ func parseUTC(s string) (time.Time, error) {
 }
 
 // parseTimeRange reads a CALDAV:time-range element; at least one bound is required.
-func parseTimeRange(n *xnode) (start, end time.Time, err error) {
-	s, hasS := n.attrValue("start")
-	e, hasE := n.attrValue("end")
+func parseTimeRange(n *storedav.Element) (start, end time.Time, err error) {
+	s, hasS := n.Lookup("start")
+	e, hasE := n.Lookup("end")
 	if !hasS && !hasE {
 		return start, end, errors.New("time-range without start or end")
 	}
@@ -147,18 +68,18 @@ func parseTimeRange(n *xnode) (start, end time.Time, err error) {
 }
 
 // parseCompFilter reads a CALDAV:comp-filter element.
-func parseCompFilter(n *xnode) (CompFilter, error) {
+func parseCompFilter(n *storedav.Element) (CompFilter, error) {
 	f := CompFilter{}
-	name, ok := n.attrValue("name")
+	name, ok := n.Lookup("name")
 	if !ok || name == "" {
 		return f, errors.New("comp-filter without name")
 	}
 	f.Name = strings.ToUpper(name)
-	for _, c := range n.children {
-		if c.name.Space != nsCalDAV {
+	for _, c := range n.Children {
+		if c.Name.Space != nsCalDAV {
 			continue
 		}
-		switch c.name.Local {
+		switch c.Name.Local {
 		case "is-not-defined":
 			f.IsNotDefined = true
 		case "time-range":
@@ -184,18 +105,18 @@ func parseCompFilter(n *xnode) (CompFilter, error) {
 	return f, nil
 }
 
-func parsePropFilter(n *xnode) (PropFilter, error) {
+func parsePropFilter(n *storedav.Element) (PropFilter, error) {
 	f := PropFilter{}
-	name, ok := n.attrValue("name")
+	name, ok := n.Lookup("name")
 	if !ok || name == "" {
 		return f, errors.New("prop-filter without name")
 	}
 	f.Name = strings.ToUpper(name)
-	for _, c := range n.children {
-		if c.name.Space != nsCalDAV {
+	for _, c := range n.Children {
+		if c.Name.Space != nsCalDAV {
 			continue
 		}
-		switch c.name.Local {
+		switch c.Name.Local {
 		case "is-not-defined":
 			f.IsNotDefined = true
 		case "time-range":
@@ -211,15 +132,15 @@ func parsePropFilter(n *xnode) (PropFilter, error) {
 			}
 			f.Text = tm
 		case "param-filter":
-			pname, ok := c.attrValue("name")
+			pname, ok := c.Lookup("name")
 			if !ok || pname == "" {
 				return f, errors.New("param-filter without name")
 			}
 			pf := ParamFilter{Name: strings.ToUpper(pname)}
-			if c.child(nsCalDAV, "is-not-defined") != nil {
+			if c.Child(nsCalDAV, "is-not-defined") != nil {
 				pf.IsNotDefined = true
 			}
-			if tn := c.child(nsCalDAV, "text-match"); tn != nil {
+			if tn := c.Child(nsCalDAV, "text-match"); tn != nil {
 				tm, err := parseTextMatch(tn)
 				if err != nil {
 					return f, err
@@ -235,9 +156,9 @@ func parsePropFilter(n *xnode) (PropFilter, error) {
 // errCollation is an unsupported collation (CALDAV:supported-collation).
 var errCollation = errors.New("unsupported collation")
 
-func parseTextMatch(n *xnode) (*TextMatch, error) {
-	tm := &TextMatch{Text: n.text, Collation: "i;ascii-casemap"}
-	if c, ok := n.attrValue("collation"); ok {
+func parseTextMatch(n *storedav.Element) (*TextMatch, error) {
+	tm := &TextMatch{Text: n.Text, Collation: "i;ascii-casemap"}
+	if c, ok := n.Lookup("collation"); ok {
 		switch c {
 		case "i;ascii-casemap", "i;octet":
 			tm.Collation = c
@@ -247,7 +168,7 @@ func parseTextMatch(n *xnode) (*TextMatch, error) {
 			return nil, fmt.Errorf("%w %q", errCollation, c)
 		}
 	}
-	if v, ok := n.attrValue("negate-condition"); ok && v == "yes" {
+	if v, ok := n.Lookup("negate-condition"); ok && v == "yes" {
 		tm.Negate = true
 	}
 	return tm, nil
@@ -272,13 +193,13 @@ type compSel struct {
 	comps    []*compSel
 }
 
-func parseDataRequest(n *xnode) (*dataRequest, error) {
+func parseDataRequest(n *storedav.Element) (*dataRequest, error) {
 	dr := &dataRequest{}
-	for _, c := range n.children {
-		if c.name.Space != nsCalDAV {
+	for _, c := range n.Children {
+		if c.Name.Space != nsCalDAV {
 			continue
 		}
-		switch c.name.Local {
+		switch c.Name.Local {
 		case "comp":
 			cs, err := parseCompSel(c)
 			if err != nil {
@@ -286,10 +207,10 @@ func parseDataRequest(n *xnode) (*dataRequest, error) {
 			}
 			dr.comp = cs
 		case "expand", "limit-recurrence-set", "limit-freebusy-set":
-			s, hasS := c.attrValue("start")
-			e, hasE := c.attrValue("end")
+			s, hasS := c.Lookup("start")
+			e, hasE := c.Lookup("end")
 			if !hasS || !hasE {
-				return nil, fmt.Errorf("%s needs start and end", c.name.Local)
+				return nil, fmt.Errorf("%s needs start and end", c.Name.Local)
 			}
 			st, err := parseUTC(s)
 			if err != nil {
@@ -300,9 +221,9 @@ func parseDataRequest(n *xnode) (*dataRequest, error) {
 				return nil, err
 			}
 			if !en.After(st) {
-				return nil, fmt.Errorf("%s end is not after its start", c.name.Local)
+				return nil, fmt.Errorf("%s end is not after its start", c.Name.Local)
 			}
-			switch c.name.Local {
+			switch c.Name.Local {
 			case "expand":
 				dr.expand, dr.expandStart, dr.expandEnd = true, st, en
 			case "limit-recurrence-set":
@@ -315,23 +236,23 @@ func parseDataRequest(n *xnode) (*dataRequest, error) {
 	return dr, nil
 }
 
-func parseCompSel(n *xnode) (*compSel, error) {
-	name, ok := n.attrValue("name")
+func parseCompSel(n *storedav.Element) (*compSel, error) {
+	name, ok := n.Lookup("name")
 	if !ok || name == "" {
 		return nil, errors.New("comp without name")
 	}
 	cs := &compSel{name: strings.ToUpper(name)}
-	for _, c := range n.children {
-		if c.name.Space != nsCalDAV {
+	for _, c := range n.Children {
+		if c.Name.Space != nsCalDAV {
 			continue
 		}
-		switch c.name.Local {
+		switch c.Name.Local {
 		case "allprop":
 			cs.allProps = true
 		case "allcomp":
 			cs.allComps = true
 		case "prop":
-			if pn, ok := c.attrValue("name"); ok && pn != "" {
+			if pn, ok := c.Lookup("name"); ok && pn != "" {
 				cs.props = append(cs.props, strings.ToUpper(pn))
 			}
 		case "comp":

@@ -447,7 +447,7 @@ func (q *request) report() {
 		http.Error(q.w, "REPORT body unreadable or too large", http.StatusBadRequest)
 		return
 	}
-	root, err := parseXML(bytes.NewReader(body))
+	root, err := ParseXML(bytes.NewReader(body))
 	if err != nil || root == nil {
 		http.Error(q.w, "REPORT needs an XML body", http.StatusBadRequest)
 		return

@@ -23,7 +23,7 @@ type propfindReq struct {
 }
 
 func (q *request) parsePropfind() (propfindReq, bool) {
-	root, err := parseXML(q.r.Body)
+	root, err := ParseXML(q.r.Body)
 	if err != nil {
 		http.Error(q.w, err.Error(), http.StatusBadRequest)
 		return propfindReq{}, false
@@ -439,7 +439,7 @@ func (q *request) proppatch() {
 		http.Error(q.w, "PROPPATCH is supported on collections only", http.StatusForbidden)
 		return
 	}
-	root, err := parseXML(q.r.Body)
+	root, err := ParseXML(q.r.Body)
 	if err != nil || root == nil || root.Name != nameDAV("propertyupdate") {
 		http.Error(q.w, "PROPPATCH needs a DAV:propertyupdate body", http.StatusBadRequest)
 		return
@@ -484,7 +484,7 @@ func (q *request) mkcol() {
 		q.condition(&PreconditionError{Status: http.StatusForbidden, Name: nameDAV("need-privileges"), Reason: "collections are made in your own home set"})
 		return
 	}
-	root, err := parseXML(q.r.Body)
+	root, err := ParseXML(q.r.Body)
 	if err != nil {
 		http.Error(q.w, err.Error(), http.StatusBadRequest)
 		return

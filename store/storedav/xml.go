@@ -38,6 +38,39 @@ func (n *Element) Child(space, local string) *Element {
 	return nil
 }
 
+// Is reports whether n (not nil) is the element space:local.
+func (n *Element) Is(space, local string) bool {
+	return n != nil && n.Name.Space == space && n.Name.Local == local
+}
+
+// All returns the child elements with this name (none on a nil n).
+func (n *Element) All(space, local string) []*Element {
+	if n == nil {
+		return nil
+	}
+	var out []*Element
+	for _, c := range n.Children {
+		if c.Is(space, local) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Lookup returns the value of the attribute with this local name and no namespace, and
+// whether it is there.
+func (n *Element) Lookup(local string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
+	for _, a := range n.Attrs {
+		if a.Name.Local == local && a.Name.Space == "" {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
 // Attr returns the value of the attribute with this local name ("" if absent).
 func (n *Element) Attr(local string) string {
 	if n == nil {
@@ -51,8 +84,9 @@ func (n *Element) Attr(local string) string {
 	return ""
 }
 
-// parseXML parses a request body into an Element tree; an empty body is (nil, nil).
-func parseXML(r io.Reader) (*Element, error) {
+// ParseXML parses a request body into an Element tree, with limits on its size, the
+// number of elements and their depth; an empty body is (nil, nil).
+func ParseXML(r io.Reader) (*Element, error) {
 	d := xml.NewDecoder(io.LimitReader(r, maxXMLBody+1))
 	var root *Element
 	var stack []*Element

@@ -23,7 +23,7 @@ func TestParseXMLLimits(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := parseXML(strings.NewReader(c.in))
+			_, err := ParseXML(strings.NewReader(c.in))
 			if (err != nil) != c.bad {
 				t.Fatalf("err %v, want bad=%v", err, c.bad)
 			}
@@ -41,7 +41,7 @@ func FuzzRequestBody(f *testing.F) {
 	k.Components = true
 	q := &request{h: &Handler{kind: k}}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		root, err := parseXML(bytes.NewReader(b))
+		root, err := ParseXML(bytes.NewReader(b))
 		if err != nil || root == nil {
 			return
 		}
