@@ -41,6 +41,7 @@ type Options struct {
 // free-busy-query itself, with recurrence expansion and the exact stored bytes.
 type Handler struct {
 	dav     *storedav.Handler
+	kind    *storedav.Kind
 	coll    *storedav.Collections
 	library http.Handler
 	cache   *objCache
@@ -51,11 +52,11 @@ type Handler struct {
 
 // NewHandler returns the CalDAV handler for opts.
 func NewHandler(opts Options) (*Handler, error) {
-	h := &Handler{cache: &objCache{}, zones: &Zones{}, log: opts.Logger, now: time.Now}
+	h := &Handler{kind: Kind(), cache: &objCache{}, zones: &Zones{}, log: opts.Logger, now: time.Now}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	dav, err := storedav.NewHandler(storedav.Options{Kind: Kind(), Repos: opts.Repos, Accounts: opts.Accounts,
+	dav, err := storedav.NewHandler(storedav.Options{Kind: h.kind, Repos: opts.Repos, Accounts: opts.Accounts,
 		Next: http.HandlerFunc(h.report), Limits: opts.Limits, Realm: opts.Realm, PeerUser: opts.PeerUser, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("calendar: %w", err)
@@ -139,11 +140,6 @@ func writeCondition(w http.ResponseWriter, status int, name xml.Name, reason str
 	w.WriteHeader(status)
 	w.Write(b.Bytes())
 }
-
-// dataEscaper escapes calendar data for XML text, keeping line feeds as they are.
-var dataEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#13;")
-
-func escData(b []byte) string { return dataEscaper.Replace(string(b)) }
 
 func escText(s string) string {
 	var b strings.Builder
@@ -246,75 +242,9 @@ func parsePropReq(root *storedav.Element) (propReq, error) {
 	return pr, nil
 }
 
-// msWriter writes a multistatus body.
-type msWriter struct{ b bytes.Buffer }
-
-func newMS() *msWriter {
-	m := &msWriter{}
-	m.b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<d:multistatus xmlns:d="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">`)
-	return m
-}
-
-func (m *msWriter) status(href string, code int) {
-	fmt.Fprintf(&m.b, "<d:response><d:href>%s</d:href><d:status>HTTP/1.1 %d %s</d:status></d:response>", escText(href), code, http.StatusText(code))
-}
-
-func (m *msWriter) finish(w http.ResponseWriter) {
-	m.b.WriteString("</d:multistatus>\n")
-	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
-	w.WriteHeader(http.StatusMultiStatus)
-	w.Write(m.b.Bytes())
-}
-
-func elemName(n xml.Name) string {
-	switch n.Space {
-	case nsDAV:
-		return "d:" + n.Local
-	case nsCalDAV:
-		return "C:" + n.Local
-	}
-	return "x:" + n.Local + ` xmlns:x="` + escText(n.Space) + `"`
-}
-
-func closeName(n xml.Name) string {
-	switch n.Space {
-	case nsDAV:
-		return "d:" + n.Local
-	case nsCalDAV:
-		return "C:" + n.Local
-	}
-	return "x:" + n.Local
-}
-
 // object writes one object's response with the requested properties.
-func (h *Handler) object(m *msWriter, l loaded, pr propReq, floating zone) {
-	var found, missing []xml.Name
-	var vals []string
-	for _, n := range pr.names {
-		v, ok := h.prop(l, n, pr.data, floating)
-		if ok {
-			found = append(found, n)
-			vals = append(vals, v)
-		} else {
-			missing = append(missing, n)
-		}
-	}
-	m.b.WriteString("<d:response><d:href>" + escText(l.href) + "</d:href>")
-	if len(found) > 0 {
-		m.b.WriteString("<d:propstat><d:prop>")
-		for i, n := range found {
-			m.b.WriteString("<" + elemName(n) + ">" + vals[i] + "</" + closeName(n) + ">")
-		}
-		m.b.WriteString("</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>")
-	}
-	if len(missing) > 0 {
-		m.b.WriteString("<d:propstat><d:prop>")
-		for _, n := range missing {
-			m.b.WriteString("<" + elemName(n) + "/>")
-		}
-		m.b.WriteString("</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>")
-	}
-	m.b.WriteString("</d:response>")
+func (h *Handler) object(m *storedav.Multistatus, l loaded, pr propReq, floating zone) {
+	m.Response(l.href, pr.names, func(n xml.Name) (string, bool) { return h.prop(l, n, pr.data, floating) })
 }
 
 // prop is one property of an object as escaped inner XML.
@@ -329,7 +259,7 @@ func (h *Handler) prop(l loaded, n xml.Name, dr *dataRequest, floating zone) (st
 	case xml.Name{Space: nsDAV, Local: "resourcetype"}:
 		return "", true
 	case xml.Name{Space: nsCalDAV, Local: "calendar-data"}:
-		return escData(h.calendarData(l, dr, floating)), true
+		return storedav.Escape(string(h.calendarData(l, dr, floating))), true
 	}
 	return "", false
 }
@@ -454,7 +384,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request, t storedav.Targe
 		return
 	}
 	m := &Matcher{Zones: h.zones, float: fz}
-	ms := newMS()
+	ms := storedav.NewMultistatus(h.kind)
 	err = h.each(r.Context(), t, func(l loaded) error {
 		if l.c.obj == nil {
 			return nil
@@ -473,7 +403,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request, t storedav.Targe
 		h.fail(w, r, err)
 		return
 	}
-	ms.finish(w)
+	ms.Finish(w, "")
 }
 
 // multiget answers CALDAV:calendar-multiget (RFC 4791 §7.9).
@@ -488,7 +418,7 @@ func (h *Handler) multiget(w http.ResponseWriter, r *http.Request, t storedav.Ta
 		http.Error(w, fmt.Sprintf("more than %d hrefs", limit), http.StatusBadRequest)
 		return
 	}
-	ms := newMS()
+	ms := storedav.NewMultistatus(h.kind)
 	for _, hn := range hrefs {
 		href := strings.TrimSpace(hn.Text)
 		ot, err := hrefTarget(href)
@@ -497,12 +427,12 @@ func (h *Handler) multiget(w http.ResponseWriter, r *http.Request, t storedav.Ta
 			_, _, err = h.dav.Resolve(r.Context(), "/"+ot.Owner+"/"+Repo+"/"+ot.Collection+"/")
 		}
 		if err != nil || ot.Level != storedav.LevelObject {
-			ms.status(href, http.StatusForbidden)
+			ms.Status(href, http.StatusForbidden)
 			continue
 		}
 		c, err := h.load(r.Context(), ot, "", "")
 		if errors.Is(err, store.ErrNotFound) {
-			ms.status(href, http.StatusNotFound)
+			ms.Status(href, http.StatusNotFound)
 			continue
 		}
 		if err != nil {
@@ -511,7 +441,7 @@ func (h *Handler) multiget(w http.ResponseWriter, r *http.Request, t storedav.Ta
 		}
 		h.object(ms, loaded{href: ot.Href(Repo), etag: store.BlobHash(c.data), c: c}, pr, utcZone)
 	}
-	ms.finish(w)
+	ms.Finish(w, "")
 }
 
 // hrefTarget parses an href of a multiget: a path or an absolute URL.

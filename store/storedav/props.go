@@ -118,18 +118,18 @@ func (q *request) propfind() {
 		q.fail(err)
 		return
 	}
-	ms := newMS(q.h.kind)
+	ms := NewMultistatus(q.h.kind)
 	for _, r := range res {
 		switch {
 		case pf.propname:
-			ms.response(r.href, r.names, func(xml.Name) (string, bool) { return "", true })
+			ms.Response(r.href, r.names, func(xml.Name) (string, bool) { return "", true })
 		case pf.allprop:
-			ms.response(r.href, r.names, r.get)
+			ms.Response(r.href, r.names, r.get)
 		default:
-			ms.response(r.href, pf.names, r.get)
+			ms.Response(r.href, pf.names, r.get)
 		}
 	}
-	ms.finish(q.w, "")
+	ms.Finish(q.w, "")
 }
 
 func (q *request) principalHref() string { return "/" + q.user + "/" }
@@ -458,7 +458,7 @@ func (q *request) proppatch() {
 		q.fail(err)
 		return
 	}
-	ms := newMS(q.h.kind)
+	ms := NewMultistatus(q.h.kind)
 	ms.b.WriteString("<d:response><d:href>" + esc(q.t.Href(q.h.kind.Repo)) + "</d:href>")
 	for _, s := range sts {
 		code := s.status
@@ -470,7 +470,7 @@ func (q *request) proppatch() {
 		ms.b.WriteString("</d:prop><d:status>HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "</d:status></d:propstat>")
 	}
 	ms.b.WriteString("</d:response>")
-	ms.finish(q.w, "")
+	ms.Finish(q.w, "")
 }
 
 var errNoChange = errors.New("storedav: no change")
@@ -562,11 +562,11 @@ func (q *request) syncCollection(root *Element) {
 		return
 	}
 	changes := res.Changes
-	ms := newMS(q.h.kind)
+	ms := NewMultistatus(q.h.kind)
 	for _, c := range changes {
 		t := Target{Level: LevelObject, Owner: q.t.Owner, Collection: q.t.Collection, Resource: c.Name}
 		if c.Deleted {
-			ms.statusResponse(t.Href(q.h.kind.Repo), http.StatusNotFound)
+			ms.Status(t.Href(q.h.kind.Repo), http.StatusNotFound)
 			continue
 		}
 		r := q.objectRes(q.t.Owner, q.t.Collection, ObjectInfo{Name: c.Name, ETag: c.ETag, Size: -1}, nil)
@@ -581,7 +581,7 @@ func (q *request) syncCollection(root *Element) {
 				return r.get(n)
 			}
 		}
-		ms.response(r.href, names, get)
+		ms.Response(r.href, names, get)
 	}
 	if res.More {
 		// RFC 6578 §3.6: the truncation is reported on the request URI; the token
@@ -591,5 +591,5 @@ func (q *request) syncCollection(root *Element) {
 		ms.b.WriteString("</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status>" +
 			"<d:error><d:number-of-matches-within-limits/></d:error></d:response>")
 	}
-	ms.finish(q.w, "<d:sync-token>"+esc(q.h.base+FormatSyncPoint(res.Next))+"</d:sync-token>")
+	ms.Finish(q.w, "<d:sync-token>"+esc(q.h.base+FormatSyncPoint(res.Next))+"</d:sync-token>")
 }

@@ -41,22 +41,22 @@ func (q *request) multiget(root *Element) {
 		http.Error(q.w, fmt.Sprintf("more than %d hrefs", MaxMultigetHrefs), http.StatusBadRequest)
 		return
 	}
-	ms := newMS(q.h.kind)
+	ms := NewMultistatus(q.h.kind)
 	for _, href := range hrefs {
 		t, err := q.hrefTarget(href)
 		if err != nil {
-			ms.statusResponse(href, StatusOf(err))
+			ms.Status(href, StatusOf(err))
 			continue
 		}
 		data, info, err := q.h.coll.Object(q.ctx(), t.Owner, t.Collection, t.Resource)
 		if err != nil {
-			ms.statusResponse(t.Href(q.h.kind.Repo), StatusOf(err))
+			ms.Status(t.Href(q.h.kind.Repo), StatusOf(err))
 			continue
 		}
 		r := q.objectRes(t.Owner, t.Collection, info, data)
-		ms.response(r.href, names, r.get)
+		ms.Response(r.href, names, r.get)
 	}
-	ms.finish(q.w, "")
+	ms.Finish(q.w, "")
 }
 
 // hrefTarget parses an href of a REPORT (a path or a URL) into an object the user may
@@ -115,7 +115,7 @@ func (q *request) query(root *Element) {
 		q.fail(err)
 		return
 	}
-	ms := newMS(k)
+	ms := NewMultistatus(k)
 	found := 0
 	for _, o := range objs {
 		data, err := q.h.coll.Data(q.ctx(), q.t.Owner, head, q.t.Collection, o)
@@ -134,12 +134,12 @@ func (q *request) query(root *Element) {
 		}
 		if limit >= 0 && found == limit {
 			// RFC 6352 §8.6.1: the truncation is reported on the request URI.
-			ms.statusResponse(q.t.Href(k.Repo), http.StatusInsufficientStorage)
+			ms.Status(q.t.Href(k.Repo), http.StatusInsufficientStorage)
 			break
 		}
 		found++
 		r := q.objectRes(q.t.Owner, q.t.Collection, o, data)
-		ms.response(r.href, names, r.get)
+		ms.Response(r.href, names, r.get)
 	}
-	ms.finish(q.w, "")
+	ms.Finish(q.w, "")
 }

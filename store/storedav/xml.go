@@ -132,21 +132,23 @@ func ParseXML(r io.Reader) (*Element, error) {
 	}
 }
 
-// msWriter writes a multistatus body.
-type msWriter struct {
+// Multistatus builds a 207 Multi-Status answer, with the namespaces of a Kind declared
+// on its root; services use it for the REPORTs they answer themselves.
+type Multistatus struct {
 	b    bytes.Buffer
 	kind *Kind
 }
 
-func newMS(k *Kind) *msWriter {
-	w := &msWriter{kind: k}
+// NewMultistatus starts a Multi-Status answer for resources of kind k.
+func NewMultistatus(k *Kind) *Multistatus {
+	w := &Multistatus{kind: k}
 	w.b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n")
 	fmt.Fprintf(&w.b, `<d:multistatus xmlns:d="DAV:" xmlns:k="%s" xmlns:cs="%s" xmlns:ic="%s">`, k.NS, NSCS, NSICal)
 	return w
 }
 
 // prefix returns the prefix declared for ns on the root, or "".
-func (w *msWriter) prefix(ns string) string {
+func (w *Multistatus) prefix(ns string) string {
 	switch ns {
 	case NSDAV:
 		return "d"
@@ -161,7 +163,7 @@ func (w *msWriter) prefix(ns string) string {
 }
 
 // open writes the start tag of a property element.
-func (w *msWriter) elem(name xml.Name, inner string) {
+func (w *Multistatus) elem(name xml.Name, inner string) {
 	if p := w.prefix(name.Space); p != "" {
 		b := &w.b
 		b.WriteByte('<')
@@ -193,9 +195,10 @@ func (w *msWriter) elem(name xml.Name, inner string) {
 // propFunc answers one property of a resource as inner XML; ok false: not found.
 type propFunc func(name xml.Name) (inner string, ok bool)
 
-// response writes one response with the properties asked for: found ones in a 200
+// Response writes one response with the properties asked for, each answered by get as
+// inner XML (ok false: not found): found ones in a 200
 // propstat, the rest in a 404 propstat.
-func (w *msWriter) response(href string, names []xml.Name, get propFunc) {
+func (w *Multistatus) Response(href string, names []xml.Name, get func(name xml.Name) (inner string, ok bool)) {
 	w.b.WriteString("<d:response><d:href>")
 	w.b.WriteString(esc(href))
 	w.b.WriteString("</d:href>")
@@ -229,20 +232,23 @@ func (w *msWriter) response(href string, names []xml.Name, get propFunc) {
 	w.b.WriteString("</d:response>")
 }
 
-// statusResponse writes a response that is only a status (a deleted member in a sync).
-func (w *msWriter) statusResponse(href string, code int) {
+// Status writes a response that is only a status (a deleted member in a sync).
+func (w *Multistatus) Status(href string, code int) {
 	w.b.WriteString("<d:response><d:href>")
 	xml.EscapeText(&w.b, []byte(href))
 	fmt.Fprintf(&w.b, "</d:href><d:status>HTTP/1.1 %d %s</d:status></d:response>", code, http.StatusText(code))
 }
 
-func (w *msWriter) finish(rw http.ResponseWriter, extra string) {
+func (w *Multistatus) Finish(rw http.ResponseWriter, extra string) {
 	w.b.WriteString(extra)
 	w.b.WriteString("</d:multistatus>\n")
 	rw.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	rw.WriteHeader(http.StatusMultiStatus)
 	rw.Write(w.b.Bytes())
 }
+
+// Escape escapes text for XML element content; see esc.
+func Escape(s string) string { return esc(s) }
 
 // esc escapes text for XML element content: & < > always, CR as &#13; (so that it
 // survives line-end normalisation), and characters XML cannot hold become U+FFFD.
