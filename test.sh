@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests drive as real clients.
-PACKAGES="git ca-certificates openssl bind9-dnsutils swaks isync qemu-system-arm vdirsyncer khard curl python3-caldav khal python3 qemu-system-x86 dosfstools squashfs-tools fdisk mtools cpio e2fsprogs chromium chromium-driver"
+PACKAGES="git ca-certificates openssl bind9-dnsutils swaks isync qemu-system-arm vdirsyncer khard curl python3-caldav khal python3 qemu-system-x86 dosfstools squashfs-tools fdisk mtools cpio e2fsprogs chromium chromium-driver clang lld ovmf qemu-efi-aarch64"
 
 missing=""
 for p in $PACKAGES; do

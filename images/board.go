@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/hearth-home/hearth/images/disk"
+	"github.com/hearth-home/hearth/images/efiboot"
 	"github.com/hearth-home/hearth/images/fat32"
 	"github.com/hearth-home/hearth/images/layout"
 	"github.com/hearth-home/hearth/images/squashfs"
@@ -211,8 +212,18 @@ func (b *builder) bootFiles(ctx context.Context, kdir string) ([]file, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.Name != "rpi" {
-		return []file{dir("EFI"), dir("EFI/BOOT"), reg(t.KernelPath, 0o644, kernel)}, nil
+	if t.LoaderPath != "" {
+		// UEFI boards: the firmware starts Hearth's loader, which starts the kernel with
+		// cmdline.txt as its command line.
+		loader, err := efiboot.Loader(t.GOARCH)
+		if err != nil {
+			return nil, fmt.Errorf("images: %w", err)
+		}
+		if want, err := efiboot.Path(t.GOARCH); err != nil || want != t.LoaderPath || t.KernelPath != efiboot.KernelPath {
+			return nil, fmt.Errorf("images: target %s: loader at %s and kernel at %s, the loader wants %s and %s",
+				t.Name, t.LoaderPath, t.KernelPath, want, efiboot.KernelPath)
+		}
+		return []file{dir("EFI"), dir("EFI/BOOT"), reg(t.LoaderPath, 0o644, loader), reg(t.KernelPath, 0o644, kernel)}, nil
 	}
 	files := []file{reg("vmlinuz", 0o644, kernel),
 		reg("config.txt", 0o644, []byte(rpiConfig))}

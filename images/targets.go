@@ -21,8 +21,12 @@ type Target struct {
 	Table layout.Kind
 	// Kernel is the module the kernel comes from.
 	Kernel Module
-	// KernelPath is where the kernel lies on a board image's boot partition.
+	// KernelPath is where the kernel lies on a board image's boot partition (vmlinuz on
+	// every board: the Pi's firmware and Hearth's UEFI loader both read it from there).
 	KernelPath string
+	// LoaderPath is where a UEFI board image's boot loader (package efiboot) lies on its
+	// boot partition, the firmware's removable-media path; empty for the Pi.
+	LoaderPath string
 	// Console is the console= part of the kernel command line; the last console named is
 	// /dev/console, where the init and the appliance write.
 	Console string
@@ -34,9 +38,9 @@ var targets = []Target{
 	{Name: "rpi", GOARCH: "arm64", Board: true, Table: layout.MBR, Kernel: KernelRPi,
 		KernelPath: "vmlinuz", Console: "console=tty1 console=serial0,115200", QEMU: "qemu-system-aarch64"},
 	{Name: "arm64", GOARCH: "arm64", Board: true, Table: layout.GPT, Kernel: KernelARM64,
-		KernelPath: "EFI/BOOT/BOOTAA64.EFI", Console: "console=tty0 console=ttyAMA0,115200", QEMU: "qemu-system-aarch64"},
+		KernelPath: "vmlinuz", LoaderPath: "EFI/BOOT/BOOTAA64.EFI", Console: "console=tty0 console=ttyAMA0,115200", QEMU: "qemu-system-aarch64"},
 	{Name: "amd64", GOARCH: "amd64", Board: true, Table: layout.GPT, Kernel: KernelAMD64,
-		KernelPath: "EFI/BOOT/BOOTX64.EFI", Console: "console=tty0 console=ttyS0,115200", QEMU: "qemu-system-x86_64"},
+		KernelPath: "vmlinuz", LoaderPath: "EFI/BOOT/BOOTX64.EFI", Console: "console=tty0 console=ttyS0,115200", QEMU: "qemu-system-x86_64"},
 	{Name: "microvm-arm64", GOARCH: "arm64", Kernel: KernelARM64, Console: "console=ttyAMA0", QEMU: "qemu-system-aarch64"},
 	{Name: "microvm-amd64", GOARCH: "amd64", Kernel: KernelAMD64, Console: "console=ttyS0", QEMU: "qemu-system-x86_64"},
 }

@@ -91,7 +91,7 @@ func hearthBoot(t *testing.T) *memDisk {
 		t.Fatal(err)
 	}
 	files := []struct{ name, content string }{
-		{"EFI/BOOT/BOOTAA64.EFI", strings.Repeat("kernel", 100000)},
+		{"vmlinuz", strings.Repeat("kernel", 100000)},
 		{"config.txt", "arm_64bit=1\n"},
 		{"cmdline.txt", testCmdline},
 		{"bcm2710-rpi-3-b.dtb", strings.Repeat("dtb", 5000)},

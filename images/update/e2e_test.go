@@ -87,7 +87,7 @@ func startBoard(t *testing.T, img string, res *images.Result) *board {
 	b := &board{t: t, img: img, bootOff: res.Partitions[0][0], bootSize: res.Partitions[0][1],
 		gokrazyPort: freeTCPPort(t), appPort: freeTCPPort(t), done: make(chan struct{})}
 	b.kernel = filepath.Join(t.TempDir(), "Image")
-	if out, err := exec.Command(mcopy, "-n", "-i", fmt.Sprintf("%s@@%d", img, b.bootOff), "::EFI/BOOT/BOOTAA64.EFI", b.kernel).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mcopy, "-n", "-i", fmt.Sprintf("%s@@%d", img, b.bootOff), "::vmlinuz", b.kernel).CombinedOutput(); err != nil {
 		t.Fatalf("extract the kernel: %v\n%s", err, out)
 	}
 	go b.loop(qemu)
