@@ -1,4 +1,4 @@
-// Package ext4 formats an empty ext4 file system (extents, no journal) for a persistent data partition.
+// Package ext4 formats an empty journaled ext4 file system (extents, metadata checksums) for a persistent data partition.
 package ext4
 
 import (
@@ -23,12 +23,19 @@ const (
 	lostFoundIno   = 11
 	firstIno       = 11
 	descSize       = 32
-	minLastGroup   = 64 // a smaller trailing group is dropped, as mke2fs does
+	journalIno     = 8
+	maxExtentLen   = 32768 // longest initialized extent
+	inodeExtents   = 4     // extents that fit in an inode's i_block
+	minLastGroup   = 64    // a smaller trailing group is dropped, as mke2fs does
 )
 
 // Feature flags written to the superblock.
 const (
 	compatDirIndex    = 0x0020
+	compatHasJournal  = 0x0004
+	jnlBackupBlocks   = 1 // s_jnl_backup_type: s_jnl_blocks holds i_block, i_size_high, i_size
+	jbd2Magic         = 0xc03b3998
+	jbd2SuperblockV2  = 4
 	incompatFiletype  = 0x0002
 	incompatExtents   = 0x0040
 	roSparseSuper     = 0x0001
@@ -58,9 +65,41 @@ type Options struct {
 	Label string
 	// ModTime is the creation time and that of the root and lost+found directories.
 	ModTime time.Time
-	// Zero writes zeros over the inode tables; leave it false only when w already reads
-	// as zeros (a new or truncated file).
+	// Zero writes zeros over the inode tables and the journal; leave it false only when w
+	// already reads as zeros (a new or truncated file).
 	Zero bool
+	// JournalBlocks is the size of the jbd2 journal in 4 KiB blocks: 0 picks mke2fs's
+	// default for the size (DefaultJournalBlocks), a negative value leaves the journal
+	// out, otherwise MinJournalBlocks to MaxJournalBlocks and at most half the file system.
+	JournalBlocks int
+}
+
+// Journal size limits, in blocks.
+const (
+	MinJournalBlocks = 1024  // jbd2's minimum
+	MaxJournalBlocks = 65536 // 256 MiB
+)
+
+// DefaultJournalBlocks returns the journal size Format picks for a file system of size
+// bytes, following mke2fs: none below 8 MiB, 4 MiB up to 128 MiB, 16 MiB up to 1 GiB,
+// 32 MiB up to 2 GiB, 64 MiB up to 16 GiB, 128 MiB up to 32 GiB and 256 MiB above.
+func DefaultJournalBlocks(size int64) int {
+	blocks := size / BlockSize
+	switch {
+	case blocks < 2048:
+		return 0
+	case blocks < 32768:
+		return 1024
+	case blocks < 256*1024:
+		return 4096
+	case blocks < 512*1024:
+		return 8192
+	case blocks < 4096*1024:
+		return 16384
+	case blocks < 8192*1024:
+		return 32768
+	}
+	return MaxJournalBlocks
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -99,13 +138,25 @@ func hasBackup(g uint32) bool {
 
 // Format writes an empty ext4 file system of size bytes (rounded down to whole 4 KiB
 // blocks) into w from offset 0: a root directory and lost+found, metadata checksums on,
-// no journal. The same options give the same bytes.
+// and a jbd2 journal in inode 8 (see Options.JournalBlocks). The same options give the
+// same bytes.
 func Format(w io.WriterAt, size int64, opts Options) error {
 	if size < MinSize || size > MaxSize {
 		return fmt.Errorf("%w: %d bytes, want %d to %d", ErrSize, size, int64(MinSize), int64(MaxSize))
 	}
 	if len(opts.Label) > 16 {
 		return fmt.Errorf("ext4: label %q: at most 16 bytes", opts.Label)
+	}
+	journalBlocks := opts.JournalBlocks
+	switch {
+	case journalBlocks == 0:
+		journalBlocks = DefaultJournalBlocks(size)
+	case journalBlocks < 0:
+		journalBlocks = 0
+	case journalBlocks < MinJournalBlocks || journalBlocks > MaxJournalBlocks:
+		return fmt.Errorf("%w: journal of %d blocks, want %d to %d", ErrSize, journalBlocks, MinJournalBlocks, MaxJournalBlocks)
+	case int64(journalBlocks) > size/BlockSize/2:
+		return fmt.Errorf("%w: journal of %d blocks is more than half of %d bytes", ErrSize, journalBlocks, size)
 	}
 	blocks := uint32(size / BlockSize)
 	var ngroups, gdtBlocks, ipg, itBlocks uint32
@@ -152,6 +203,24 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	g0.usedInodes = firstIno // inodes 1..11
 	g0.dirs = 2
 
+	// The journal: contiguous runs right after the used blocks of the first groups, one
+	// extent per group.
+	var journal []extent
+	for i, left := 0, uint32(journalBlocks); left > 0; i++ {
+		if i >= len(groups) || len(journal) == inodeExtents {
+			return fmt.Errorf("%w: %d bytes have no room for a journal of %d blocks", ErrSize, size, journalBlocks)
+		}
+		g := &groups[i]
+		n := min(left, g.blocks-g.used, maxExtentLen)
+		if n == 0 {
+			continue
+		}
+		logical := uint32(journalBlocks) - left
+		journal = append(journal, extent{logical: logical, start: g.start + g.used, length: n})
+		g.used += n
+		left -= n
+	}
+
 	le := binary.LittleEndian
 	t := uint32(0)
 	if !opts.ModTime.IsZero() && opts.ModTime.Unix() > 0 {
@@ -184,7 +253,12 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	le.PutUint32(sb[0x4c:], 1) // dynamic revision
 	le.PutUint32(sb[0x54:], firstIno)
 	le.PutUint16(sb[0x58:], inodeSize)
-	le.PutUint32(sb[0x5c:], compatDirIndex)
+	if journalBlocks > 0 {
+		le.PutUint32(sb[0x5c:], compatDirIndex|compatHasJournal)
+		le.PutUint32(sb[0xe0:], journalIno)
+	} else {
+		le.PutUint32(sb[0x5c:], compatDirIndex)
+	}
 	le.PutUint32(sb[0x60:], incompatFiletype|incompatExtents)
 	le.PutUint32(sb[0x64:], roSparseSuper|roLargeFile|roHugeFile|roDirNlink|roExtraIsize|roMetadataCsum)
 	copy(sb[0x68:0x78], opts.UUID[:])
@@ -232,24 +306,28 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 		le.PutUint16(d[0x1e:], uint16(c))
 	}
 
-	// Inodes 2 (root) and 11 (lost+found), and their directory blocks.
-	inode := func(ino uint32, mode uint16, links uint16, block uint32) []byte {
+	// Inodes 2 (root), 8 (journal) and 11 (lost+found), and the directory blocks.
+	inode := func(ino uint32, mode uint16, links uint16, bytes int64, exts []extent) []byte {
 		b := make([]byte, inodeSize)
 		le.PutUint16(b[0x00:], mode)
-		le.PutUint32(b[0x04:], BlockSize)
+		le.PutUint32(b[0x04:], uint32(bytes))
+		le.PutUint32(b[0x6c:], uint32(bytes>>32))
 		le.PutUint32(b[0x08:], t)
 		le.PutUint32(b[0x0c:], t)
 		le.PutUint32(b[0x10:], t)
 		le.PutUint16(b[0x1a:], links)
-		le.PutUint32(b[0x1c:], BlockSize/512)
+		le.PutUint32(b[0x1c:], uint32(bytes/512))
 		le.PutUint32(b[0x20:], inodeFlagExtents)
-		// Extent header and one extent in i_block.
+		// Extent header and the extents in i_block (a tree of depth 0).
 		le.PutUint16(b[0x28:], extentMagic)
-		le.PutUint16(b[0x2a:], 1)
-		le.PutUint16(b[0x2c:], 4)
-		le.PutUint32(b[0x34:], 0)     // first logical block
-		le.PutUint16(b[0x38:], 1)     // length
-		le.PutUint32(b[0x3c:], block) // physical block (low 32 bits)
+		le.PutUint16(b[0x2a:], uint16(len(exts)))
+		le.PutUint16(b[0x2c:], inodeExtents)
+		for i, e := range exts {
+			x := b[0x34+12*i:]
+			le.PutUint32(x[0:], e.logical)
+			le.PutUint16(x[4:], uint16(e.length))
+			le.PutUint32(x[8:], e.start) // physical block (low 32 bits)
+		}
 		le.PutUint16(b[0x80:], extraIsize)
 		le.PutUint32(b[0x90:], t) // crtime
 		c := crc32c(csumSeed, le.AppendUint32(nil, ino))
@@ -282,8 +360,17 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 		le.PutUint32(tail[8:], crc32c(c, b[:BlockSize-dirTailSize]))
 		return b
 	}
-	rootInode := inode(rootIno, 0o040755, 3, rootBlock)
-	lostInode := inode(lostFoundIno, 0o040700, 2, lostBlock)
+	rootInode := inode(rootIno, 0o040755, 3, BlockSize, []extent{{0, rootBlock, 1}})
+	lostInode := inode(lostFoundIno, 0o040700, 2, BlockSize, []extent{{0, lostBlock, 1}})
+	var journalInode []byte
+	if journalBlocks > 0 {
+		journalInode = inode(journalIno, 0o100600, 1, int64(journalBlocks)*BlockSize, journal)
+		// The superblock keeps a backup of the journal inode's extents and size.
+		copy(sb[0x10c:0x10c+60], journalInode[0x28:0x28+60])
+		le.PutUint32(sb[0x10c+15*4:], uint32(int64(journalBlocks)*BlockSize>>32))
+		le.PutUint32(sb[0x10c+16*4:], uint32(int64(journalBlocks)*BlockSize))
+		sb[0xfd] = jnlBackupBlocks
+	}
 	rootDir := dirBlock(rootIno, []dirent{{rootIno, "."}, {rootIno, ".."}, {lostFoundIno, "lost+found"}})
 	lostDir := dirBlock(lostFoundIno, []dirent{{lostFoundIno, "."}, {rootIno, ".."}})
 
@@ -340,13 +427,54 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	if lostFoundIno <= perBlock {
 		copy(itb[(lostFoundIno-1)*inodeSize:], lostInode)
 	}
+	copy(itb[(journalIno-1)*inodeSize:], journalInode)
 	if err := write("inode table", itb, g0.inodeTable, 0); err != nil {
 		return err
+	}
+	if journalBlocks > 0 {
+		if opts.Zero {
+			chunk := make([]byte, 256*BlockSize)
+			for _, e := range journal {
+				for b := uint32(0); b < e.length; b += uint32(len(chunk) / BlockSize) {
+					n := min(e.length-b, uint32(len(chunk)/BlockSize))
+					if err := write("journal", chunk[:n*BlockSize], e.start+b, 0); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := write("journal superblock", journalSuperblock(uint32(journalBlocks), opts.UUID), journal[0].start, 0); err != nil {
+			return err
+		}
 	}
 	if err := write("root directory", rootDir, rootBlock, 0); err != nil {
 		return err
 	}
 	return write("lost+found", lostDir, lostBlock, 0)
+}
+
+// extent is a run of blocks of a file: logical is its first block in the file, start the
+// first block on disk.
+type extent struct {
+	logical, start, length uint32
+}
+
+// journalSuperblock returns block 0 of an empty internal jbd2 journal of blocks blocks
+// (format v2, big-endian, no optional features: the kernel turns on checksums v3 itself
+// when it mounts a metadata_csum file system).
+func journalSuperblock(blocks uint32, uuid [16]byte) []byte {
+	be := binary.BigEndian
+	b := make([]byte, BlockSize)
+	be.PutUint32(b[0x00:], jbd2Magic)
+	be.PutUint32(b[0x04:], jbd2SuperblockV2)
+	be.PutUint32(b[0x0c:], BlockSize)
+	be.PutUint32(b[0x10:], blocks) // s_maxlen
+	be.PutUint32(b[0x14:], 1)      // s_first: the first log block
+	be.PutUint32(b[0x18:], 1)      // s_sequence: the first transaction's id
+	// s_start 0: the journal is empty, nothing to replay.
+	copy(b[0x30:0x40], uuid[:])
+	be.PutUint32(b[0x40:], 1) // s_nr_users
+	return b
 }
 
 type dirent struct {

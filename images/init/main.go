@@ -56,17 +56,15 @@ func boot() error {
 	if err != nil {
 		return err
 	}
-	if !permMounted() {
-		if err := formatPerm(); err != nil {
-			log.Printf("warning: %s is not mounted and could not be formatted (%v); %s's data will not persist", layout.Perm, err, app.Name)
-		} else {
-			log.Printf("formatted the empty persistent partition and mounted it on %s", layout.Perm)
-		}
-	}
-	// The persistent partition's file system has no journal: with every write synchronous,
-	// a power cut never leaves its metadata half-written in memory.
-	if err := unix.Mount("", layout.Perm, "", unix.MS_REMOUNT|unix.MS_NOATIME|unix.MS_SYNCHRONOUS|unix.MS_DIRSYNC, ""); err != nil {
-		log.Printf("remounting %s synchronously: %v", layout.Perm, err)
+	// On a card bigger than the image, /perm's partition and file system grow to fill it;
+	// an empty partition is formatted.
+	growPerm(log.New(log.Writer(), "", 0).Printf, formatPerm, permMounted)
+	// The persistent partition's ext4 has a journal: a power cut leaves its metadata
+	// consistent (the kernel replays the journal at the next mount), and the store fsyncs
+	// what it acknowledges, so /perm is mounted asynchronously (no MS_SYNCHRONOUS or
+	// MS_DIRSYNC, which made every write wait for the card), without access times.
+	if err := unix.Mount("", layout.Perm, "", unix.MS_REMOUNT|unix.MS_NOATIME, ""); err != nil {
+		log.Printf("remounting %s with noatime: %v", layout.Perm, err)
 	}
 	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
 		log.Printf("creating %s: %v", layout.DataDir, err)
