@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,7 +55,8 @@ func TestBootMicroVMARM64(t *testing.T) {
 	v, port := microVMARM64(t, dir, res, disk)
 	took := v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 	t.Logf("microvm-arm64, first boot (creates its CA): QEMU start to HTTP 401 in %v, QEMU RSS %d MiB", took, v.rss()>>20)
-	v.stop()
+	v.stop() // a power cut: QEMU is killed
+	fsckAfterPowerCut(t, disk)
 	out, err := exec.Command(debugfs, "-R", "ls -l /hearth", disk).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "repos") || !strings.Contains(string(out), "ca") {
 		t.Fatalf("the appliance's data is not on the data disk: %v\n%s", err, out)
@@ -85,10 +87,25 @@ func TestBootMicroVMARM64(t *testing.T) {
 		t.Error("the init did not say it formatted the empty data disk")
 	}
 	v.stop()
+	fsckAfterPowerCut(t, empty)
 	out, err = exec.Command(debugfs, "-R", "ls -l /hearth", empty).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "repos") {
 		t.Fatalf("the appliance's data is not on the formatted data disk: %v\n%s", err, out)
 	}
+}
+
+// fsckAfterPowerCut replays the journal of an ext4 data disk whose VM was killed, as the
+// next mount would (e2fsck -fy; exit status 1 means it fixed something, such as replaying
+// the journal), then requires a clean check (e2fsck -fn).
+func fsckAfterPowerCut(t testing.TB, disk string) {
+	t.Helper()
+	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	out, err := exec.Command(e2fsck, "-fy", disk).CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
+		t.Fatalf("e2fsck -fy after a power cut: %v\n%s", err, out)
+	}
+	run(t, e2fsck, "-fn", disk)
 }
 
 // sparseCopy copies a mostly empty file, skipping zero blocks, and returns the copy.
@@ -146,7 +163,7 @@ func TestBootARM64Board(t *testing.T) {
 	}
 	t.Parallel()
 	img, res := storeImage(t, "arm64")
-	kernel := bootFile(t, img, res, "EFI/BOOT/BOOTAA64.EFI")
+	kernel := bootFile(t, img, res, "vmlinuz")
 	v, port := armBoard(t, img, res, kernel)
 	took := v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 	t.Logf("arm64 board: QEMU start to HTTP 401 in %v", took)
@@ -210,7 +227,7 @@ func TestBootAMD64(t *testing.T) {
 	t.Run("board", func(t *testing.T) {
 		t.Parallel()
 		img, res := storeImage(t, "amd64")
-		kernel := bootFile(t, img, res, "EFI/BOOT/BOOTX64.EFI")
+		kernel := bootFile(t, img, res, "vmlinuz")
 		port := freePort(t)
 		v := startQEMU(t, "qemu-system-x86_64", "-M", "q35", "-accel", "tcg,thread=single",
 			"-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
@@ -262,21 +279,27 @@ func TestBootRPi(t *testing.T) {
 	t.Logf("rpi (raspi3b): QEMU start to the appliance's start line in %v", took)
 }
 
-// TestJitsuBootsMicroVM has jitsu's microVM backend boot the store's microVM (kernel and
-// initramfs; jitsu attaches no data disk yet, so /perm is a tmpfs) and splice an HTTPS
-// connection to it.
+// TestJitsuBootsMicroVM has jitsu's microVM backend boot the store's microVM as the
+// builder's vm.json describes it (kernel, initramfs and its data disk, a copy of perm.img)
+// and splice an HTTPS connection to it.
 func TestJitsuBootsMicroVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
 	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
-	dir, res := storeImage(t, "microvm-arm64")
+	dir, _ := storeImage(t, "microvm-arm64")
 	b := jitsu.NewVMBackend(jitsu.VMOptions{Accel: "tcg", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer b.Close(context.Background())
-	m := jitsu.Manifest{Name: "store", Image: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz"),
-		Arch: "arm64", Cmdline: res.Cmdline, MemoryMiB: 128,
-		Sockets: []jitsu.Socket{{Name: "https", Proto: "tcp", Addr: "127.0.0.1:0", GuestPort: 8443}}}
+	m, err := jitsu.LoadVMDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Disk != filepath.Join(dir, "perm.img") {
+		t.Fatalf("vm.json's disk is %q", m.Disk)
+	}
+	m.Disk = sparseCopy(t, m.Disk) // the built image is shared by the tests
+	m.Sockets = []jitsu.Socket{{Name: "https", Proto: "tcp", Addr: "127.0.0.1:0", GuestPort: 8443}}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	if err := b.Add(ctx, m); err != nil {
@@ -297,4 +320,16 @@ func TestJitsuBootsMicroVM(t *testing.T) {
 		t.Fatalf("status %s, want 401", resp.Status)
 	}
 	t.Logf("jitsu: connection to the summoned microVM's 401 in %v", time.Since(start))
+
+	// jitsu stops the VM with the power button: the guest unmounts its data disk, which
+	// then checks clean without a journal replay and holds the appliance's data.
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	run(t, e2fsck, "-fn", m.Disk)
+	out := run(t, needTool(t, "debugfs", "e2fsprogs"), "-R", "ls -l /hearth", m.Disk)
+	if !strings.Contains(out, "repos") {
+		t.Fatalf("the appliance's data is not on the data disk:\n%s", out)
+	}
 }

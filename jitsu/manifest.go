@@ -41,15 +41,16 @@ type Manifest struct {
 	// accept that flag.
 	Exec []string
 	// Image is the appliance's boot image for the microVM backend: a Linux kernel (arm64
-	// Image or x86-64 bzImage) booted by QEMU, together with Initrd. An appliance has Exec
-	// or Image, not both. Until the images issue makes disk images, an appliance image is
-	// a kernel and an initramfs whose init serves the sockets' GuestPorts on eth0, which
-	// the kernel configures from the command line (10.0.2.15/24, QEMU user networking).
+	// Image or x86-64 bzImage) booted by QEMU, together with Initrd and Disk. An appliance
+	// has Exec or Image, not both. The initramfs's init serves the sockets' GuestPorts on
+	// eth0 (10.0.2.15/24, QEMU user networking; the kernel also configures it from the
+	// command line). `hearth image build -target microvm-*` makes such a microVM, and
+	// LoadVMDir (or "vm_dir" in a manifests file) turns its vm.json into a Manifest.
 	Image string
 	// Initrd is the initramfs (newc cpio, gzip) booted with Image ("": none).
 	Initrd string
 	// Arch is the guest's architecture, "arm64" (QEMU -M virt, the default) or "amd64"
-	// (-M microvm).
+	// (-M q35: its ACPI power button is how jitsu asks the guest to shut down).
 	Arch string
 	// Cmdline is appended to the kernel command line jitsu makes (console and ip=).
 	Cmdline string
@@ -63,6 +64,12 @@ type Manifest struct {
 	IdleTimeout time.Duration
 	// MemoryMiB is the memory the appliance may use (for the microVM backend; 0: default).
 	MemoryMiB int
+	// Disk is the microVM's data disk: a raw image attached read-write as a virtio block
+	// device (/dev/vda in the guest, mounted on /perm by the image's init), cached
+	// write-back with the guest's flushes honoured and locked, so two VMs cannot use it at
+	// once ("": none, and the guest's /perm is a tmpfs). It must exist when the appliance
+	// is added. Only for manifests with an Image.
+	Disk string
 }
 
 // Socket is one listening socket of an appliance.
@@ -92,10 +99,10 @@ func (m Manifest) Validate() error {
 	if len(m.Exec) > 0 && m.Image != "" {
 		return bad("both exec and image are set")
 	}
-	if m.Image == "" && (m.Initrd != "" || m.Arch != "" || m.Cmdline != "") {
-		return bad("initrd, arch and cmdline need an image")
+	if m.Image == "" && (m.Initrd != "" || m.Arch != "" || m.Cmdline != "" || m.Disk != "") {
+		return bad("initrd, arch, cmdline and disk need an image")
 	}
-	for what, v := range map[string]string{"initrd": m.Initrd, "cmdline": m.Cmdline} {
+	for what, v := range map[string]string{"initrd": m.Initrd, "cmdline": m.Cmdline, "disk": m.Disk} {
 		if err := checkString(v); err != nil {
 			return bad("%s: %v", what, err)
 		}
@@ -297,6 +304,11 @@ type manifestJSON struct {
 	Env         []string     `json:"env,omitempty"`
 	IdleTimeout string       `json:"idle_timeout,omitempty"` // time.ParseDuration form, e.g. "5m"
 	MemoryMiB   int          `json:"memory_mib,omitempty"`
+	Disk        string       `json:"disk,omitempty"`
+	// VMDir is a microVM directory made by hearth image build: its vm.json fills in
+	// image, initrd, disk, arch, cmdline and memory_mib where the entry leaves them out
+	// (name too: the entry's, else vm.json's appliance).
+	VMDir string `json:"vm_dir,omitempty"`
 }
 
 type socketJSON struct {
@@ -314,7 +326,7 @@ func EncodeManifests(ms []Manifest) ([]byte, error) {
 	}
 	f := manifestsFile{Appliances: make([]manifestJSON, len(ms))}
 	for i, m := range ms {
-		j := manifestJSON{Name: m.Name, Exec: m.Exec, Image: m.Image, Initrd: m.Initrd, Arch: m.Arch, Cmdline: m.Cmdline, Env: m.Env, MemoryMiB: m.MemoryMiB}
+		j := manifestJSON{Name: m.Name, Exec: m.Exec, Image: m.Image, Initrd: m.Initrd, Arch: m.Arch, Cmdline: m.Cmdline, Env: m.Env, MemoryMiB: m.MemoryMiB, Disk: m.Disk}
 		if m.IdleTimeout != 0 {
 			j.IdleTimeout = m.IdleTimeout.String()
 		}
@@ -332,6 +344,9 @@ func EncodeManifests(ms []Manifest) ([]byte, error) {
 
 // DecodeManifests parses a manifests file (see EncodeManifests) and validates it:
 // unknown fields, trailing data, more than MaxManifests manifests or a name twice are errors.
+// An entry may name a microVM directory ("vm_dir", see LoadVMDir) whose vm.json fills in
+// the fields the entry leaves out. Paths (image, initrd, disk, vm_dir) are used as they
+// are: relative ones are relative to the working directory.
 func DecodeManifests(data []byte) ([]Manifest, error) {
 	if len(data) > MaxManifestFileSize {
 		return nil, fmt.Errorf("jitsu: manifests: %d bytes, at most %d: %w", len(data), MaxManifestFileSize, ErrInvalidManifest)
@@ -350,7 +365,18 @@ func DecodeManifests(data []byte) ([]Manifest, error) {
 	}
 	ms := make([]Manifest, len(f.Appliances))
 	for i, j := range f.Appliances {
-		m := Manifest{Name: j.Name, Exec: j.Exec, Image: j.Image, Initrd: j.Initrd, Arch: j.Arch, Cmdline: j.Cmdline, Env: j.Env, MemoryMiB: j.MemoryMiB}
+		m := Manifest{Name: j.Name, Exec: j.Exec, Image: j.Image, Initrd: j.Initrd, Arch: j.Arch, Cmdline: j.Cmdline,
+			Env: j.Env, MemoryMiB: j.MemoryMiB, Disk: j.Disk}
+		if j.VMDir != "" {
+			if err := checkString(j.VMDir); err != nil {
+				return nil, fmt.Errorf("jitsu: manifest %q: vm_dir: %v: %w", clip(j.Name), err, ErrInvalidManifest)
+			}
+			vm, err := LoadVMDir(j.VMDir)
+			if err != nil {
+				return nil, fmt.Errorf("jitsu: manifest %q: %w", clip(j.Name), err)
+			}
+			m = fillFromVM(m, vm)
+		}
 		if j.IdleTimeout != "" {
 			d, err := time.ParseDuration(j.IdleTimeout)
 			if err != nil {

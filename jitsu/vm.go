@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,9 +24,17 @@ import (
 const (
 	DefaultVMMemoryMiB = 128
 	DefaultBootTimeout = 60 * time.Second
-	guestIPConfig      = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" // the guest on QEMU's user network
-	probeWait          = 100 * time.Millisecond                           // a probe without an answer for this long is held by QEMU
-	probeHeld          = time.Second                                      // held this long after the guest refused one: accepted
+	// DefaultPowerdownTimeout is VMOptions.PowerdownTimeout's default.
+	DefaultPowerdownTimeout = 10 * time.Second
+	guestIPConfig           = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" // the guest on QEMU's user network
+	probeWait               = 100 * time.Millisecond                           // a probe without an answer for this long is held by QEMU
+	probeHeld               = time.Second                                      // held this long after the guest refused one: accepted
+	// tcgCmdline is added to the kernel command line of guests emulated by TCG: without
+	// KASLR the arm64 kernel does not force page-table isolation (KPTI), whose extra
+	// page-table switch on every system call and interrupt is costly to emulate (~0.15 s of
+	// a store microVM's boot). Speculative-execution attacks, which KPTI defends against,
+	// do not exist under emulation; KASLR's randomization is given up.
+	tcgCmdline = "nokaslr"
 )
 
 // VMOptions tune a VMBackend. The zero value is usable.
@@ -41,8 +50,16 @@ type VMOptions struct {
 	// BootTimeout bounds a boot: connections are held this long for the guest to answer
 	// before the VM is given up (<= 0: DefaultBootTimeout).
 	BootTimeout time.Duration
+	// PowerdownTimeout is how long a stop waits for the guest to power off after its
+	// power button was pressed (through QEMU's QMP socket) before ending QEMU with SIGTERM
+	// (<= 0: DefaultPowerdownTimeout).
+	PowerdownTimeout time.Duration
 	// StopGrace is how long a stop waits after SIGTERM to QEMU before SIGKILL (<= 0: 5s).
 	StopGrace time.Duration
+	// RuntimeDir is where each running VM gets a directory for its QMP socket, and the
+	// backend one for its decompressed initramfs copies ("": os.TempDir()). Its path
+	// must be short: a Unix socket's path has at most 107 bytes.
+	RuntimeDir string
 	// OnSummon, if set, is told of every boot that reached its guest and its latency.
 	OnSummon func(appliance string, latency time.Duration)
 }
@@ -56,8 +73,15 @@ type VMOptions struct {
 // network is down, and a guest refuses between its kernel configuring eth0 and its init
 // listening). The VM is stopped when it has had no connection for the manifest's
 // IdleTimeout (0: it runs until Stop or Close). A VM that dies is booted again by the
-// next connection. The accelerator is KVM when a probe boot shows it works, else TCG; a
-// guest that KVM fails later is booted again under TCG.
+// next connection. A guest whose init is Hearth's vminit says on its console when a port
+// listens, which marks it up at once, before any probe would. A manifest's Disk is the
+// guest's data disk. A stop (idle, Stop, Close) of a guest whose init watches the power
+// button (vminit says so on the console) presses it through QEMU's QMP socket, so the init
+// stops the appliance and unmounts the disk before powering off; QEMU is ended by signals
+// only when the guest does not power off within PowerdownTimeout, or has no such init. Gzip initramfs images are booted from
+// decompressed copies (the guest kernel decompresses slowly under TCG). The accelerator
+// is KVM when a probe boot shows it works, else TCG; a guest that KVM fails later is
+// booted again under TCG.
 type VMBackend struct {
 	opts    VMOptions
 	logger  *slog.Logger
@@ -66,6 +90,8 @@ type VMBackend struct {
 
 	accelMu sync.Mutex
 	accel   map[string]string // QEMU binary → "kvm" or "tcg", once probed
+
+	initrds initrdCache
 
 	mu     sync.Mutex
 	apps   map[string]*vmApp
@@ -79,6 +105,7 @@ type vmApp struct {
 	lns []net.Listener
 
 	run         *vmRun // the booting or running VM, nil when stopped
+	stopping    *vmRun // the last VM stopped, which may still be shutting down
 	conns       int    // connections held or spliced
 	idle        *time.Timer
 	state       string
@@ -92,8 +119,12 @@ type vmApp struct {
 // vmRun is one boot of an appliance's VM.
 type vmRun struct {
 	cmd     *exec.Cmd
-	ports   []int     // loopback ports QEMU forwards to the sockets' guest ports
-	trigger time.Time // what started it
+	dir     string      // its runtime directory, removed when QEMU has exited
+	qmp     string      // QEMU's QMP socket ("": none)
+	exitErr error       // what cmd.Wait returned, set before exited closes
+	button  atomic.Bool // the guest's init said it watches the power button
+	ports   []int       // loopback ports QEMU forwards to the sockets' guest ports
+	trigger time.Time   // what started it
 	ready   chan struct{}
 	exited  chan struct{} // closed when QEMU has exited
 	stopped bool          // a stop was asked for (guarded by VMBackend.mu)
@@ -111,6 +142,12 @@ func NewVMBackend(opts VMOptions) *VMBackend {
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 5 * time.Second
 	}
+	if opts.PowerdownTimeout <= 0 {
+		opts.PowerdownTimeout = DefaultPowerdownTimeout
+	}
+	if opts.RuntimeDir == "" {
+		opts.RuntimeDir = os.TempDir()
+	}
 	return &VMBackend{opts: opts, logger: opts.Logger, closing: make(chan struct{}),
 		accel: make(map[string]string), apps: make(map[string]*vmApp)}
 }
@@ -123,6 +160,14 @@ func (b *VMBackend) Add(ctx context.Context, m Manifest) error {
 	}
 	if m.Image == "" {
 		return fmt.Errorf("jitsu: add %q: the microVM backend needs an image: %w", m.Name, ErrInvalidManifest)
+	}
+	if len(m.Sockets) == 0 { // the first socket tells when the guest is up
+		return fmt.Errorf("jitsu: add %q: the microVM backend needs a socket: %w", m.Name, ErrInvalidManifest)
+	}
+	if m.Disk != "" {
+		if err := checkDisk(m.Disk); err != nil {
+			return fmt.Errorf("jitsu: add %q: %w", m.Name, err)
+		}
 	}
 	a := &vmApp{m: m, state: StateStopped, since: time.Now(), accel: b.accelFor(m)}
 	var lc net.ListenConfig
@@ -157,6 +202,10 @@ func (b *VMBackend) Add(ctx context.Context, m Manifest) error {
 	b.order = append(b.order, m.Name)
 	for i, ln := range a.lns {
 		b.wg.Go(func() { b.acceptLoop(a, i, ln) })
+	}
+	if m.Initrd != "" {
+		// Decompressed without the lock; a boot before it is done uses the original.
+		b.wg.Go(func() { b.initrds.prepare(b.opts.RuntimeDir, m.Initrd, b.logger) })
 	}
 	return nil
 }
@@ -212,24 +261,63 @@ func (b *VMBackend) Summon(ctx context.Context, name string) error {
 	}
 }
 
-// SummonAsync starts booting appliance name unless it runs, without waiting.
+// SummonAsync starts booting appliance name unless it runs, without waiting (when its
+// previous VM is still shutting down, the boot starts once it is gone).
 func (b *VMBackend) SummonAsync(name string) error {
 	a, err := b.app(name)
 	if err != nil {
 		return err
 	}
+	if prev := b.shuttingDown(a); prev != nil {
+		trigger := time.Now()
+		b.wg.Go(func() {
+			if _, err := b.acquire(a, trigger, false); err != nil {
+				b.logger.Warn("appliance VM: summon failed", "appliance", a.m.Name, "err", err)
+			}
+		})
+		return nil
+	}
 	_, err = b.acquire(a, time.Now(), false)
 	return err
 }
 
-// acquire returns a's VM, booting it if none runs; conn says a connection will use it
-// (and must release it).
-func (b *VMBackend) acquire(a *vmApp, trigger time.Time, conn bool) (*vmRun, error) {
+// shuttingDown returns a's previous VM if a has none running and the previous one, which
+// holds a's data disk, has not exited yet; else nil.
+func (b *VMBackend) shuttingDown(a *vmApp) *vmRun {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return nil, fmt.Errorf("jitsu: summon %q: %w", a.m.Name, ErrClosed)
+	if a.run == nil && a.stopping != nil && !isClosed(a.stopping.exited) {
+		return a.stopping
 	}
+	return nil
+}
+
+// acquire returns a's VM, booting it if none runs; conn says a connection will use it
+// (and must release it). A VM with a data disk is booted only once the previous one has
+// exited (its shutdown takes a moment, and QEMU locks the disk).
+func (b *VMBackend) acquire(a *vmApp, trigger time.Time, conn bool) (*vmRun, error) {
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("jitsu: summon %q: %w", a.m.Name, ErrClosed)
+		}
+		if a.run != nil || a.stopping == nil || isClosed(a.stopping.exited) {
+			run, err := b.acquireLocked(a, trigger, conn)
+			b.mu.Unlock()
+			return run, err
+		}
+		prev := a.stopping
+		b.mu.Unlock()
+		select {
+		case <-prev.exited:
+		case <-b.closing:
+		}
+	}
+}
+
+// acquireLocked is acquire once no previous VM holds the disk; the caller holds b.mu.
+func (b *VMBackend) acquireLocked(a *vmApp, trigger time.Time, conn bool) (*vmRun, error) {
 	if a.idle != nil {
 		a.idle.Stop()
 		a.idle = nil
@@ -290,6 +378,9 @@ func (b *VMBackend) detach(a *vmApp, run *vmRun) {
 	if a.run == run {
 		a.run = nil
 		a.state, a.since = StateStopped, time.Now()
+		if a.m.Disk != "" {
+			a.stopping = run
+		}
 	}
 }
 
@@ -317,7 +408,8 @@ func (b *VMBackend) qemuArgs(m Manifest, ports []int, accel string) (string, []s
 	if b.opts.QEMUDir != "" {
 		bin = filepath.Join(b.opts.QEMUDir, bin)
 	}
-	if accel == "tcg" {
+	tcg := accel == "tcg"
+	if tcg {
 		accel = "tcg,thread=single" // multi-threaded TCG on few cores boots far slower
 	}
 	args = append(args, "-accel", accel, "-m", strconv.Itoa(mem),
@@ -329,6 +421,9 @@ func (b *VMBackend) qemuArgs(m Manifest, ports []int, accel string) (string, []s
 	cmdline := "console=" + console + " panic=-1 " + guestIPConfig
 	if ports != nil {
 		cmdline += " quiet" // a probe boot reads the kernel's messages
+		if tcg {
+			cmdline += " " + tcgCmdline
+		}
 	}
 	if m.Cmdline != "" {
 		cmdline += " " + m.Cmdline
@@ -341,12 +436,22 @@ func (b *VMBackend) qemuArgs(m Manifest, ports []int, accel string) (string, []s
 	for i, s := range m.Sockets {
 		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", ports[i], guestPort(s))
 	}
-	nic := "virtio-net-device"
+	nic, blk := "virtio-net-device", "virtio-blk-device"
 	if m.Arch == "amd64" {
-		nic = "virtio-net-pci"
+		nic, blk = "virtio-net-pci", "virtio-blk-pci"
+	}
+	if m.Disk != "" {
+		// Write-back caching with the guest's flushes honoured (virtio-blk announces a
+		// volatile cache, so the guest's fsync reaches the host file); the lock keeps a
+		// second QEMU off the disk.
+		args = append(args, "-drive", "file="+qemuEscape(m.Disk)+",if=none,id=d0,format=raw,cache=writeback,file.locking=on",
+			"-device", blk+",drive=d0")
 	}
 	return bin, append(args, "-netdev", netdev, "-device", nic+",netdev=n0")
 }
+
+// qemuEscape escapes a value of a QEMU option list (a comma is written twice).
+func qemuEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // boot starts QEMU for a; the caller holds b.mu.
 func (b *VMBackend) boot(a *vmApp, trigger time.Time) (*vmRun, error) {
@@ -355,11 +460,27 @@ func (b *VMBackend) boot(a *vmApp, trigger time.Time) (*vmRun, error) {
 		return nil, fmt.Errorf("jitsu: boot %q: %w", a.m.Name, err)
 	}
 	accel := a.accel // the caller holds b.mu
-	bin, args := b.qemuArgs(a.m, ports, accel)
+	m := a.m
+	if m.Initrd != "" {
+		m.Initrd = b.initrds.lookup(m.Initrd)
+	}
+	bin, args := b.qemuArgs(m, ports, accel)
+	dir, err := os.MkdirTemp(b.opts.RuntimeDir, "jitsu-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("jitsu: boot %q: runtime directory: %w", a.m.Name, err)
+	}
+	qmp := filepath.Join(dir, "qmp.sock")
+	if len(qmp) > maxUnixPath || strings.Contains(qmp, ",") {
+		b.logger.Warn("appliance VM: runtime directory unfit for a QMP socket; it will be stopped by SIGTERM", "appliance", a.m.Name, "dir", dir)
+		qmp = ""
+	} else {
+		args = append(args, "-qmp", "unix:"+qmp+",server=on,wait=off")
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, w, err := os.Pipe()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("jitsu: boot %q: %w", a.m.Name, err)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
@@ -367,12 +488,20 @@ func (b *VMBackend) boot(a *vmApp, trigger time.Time) (*vmRun, error) {
 	w.Close()
 	if err != nil {
 		out.Close()
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("jitsu: boot %q: %w", a.m.Name, err)
 	}
-	run := &vmRun{cmd: cmd, ports: ports, trigger: trigger, ready: make(chan struct{}), exited: make(chan struct{})}
+	run := &vmRun{cmd: cmd, dir: dir, qmp: qmp, ports: ports, trigger: trigger, ready: make(chan struct{}), exited: make(chan struct{})}
+	first := guestPort(a.m.Sockets[0])
 	go logOutput(b.logger, a.m.Name, "console", out, func(line string) {
 		if accel == "kvm" && kvmFailure(line) {
 			b.kvmFailed(a, run)
+		}
+		if p := listeningPort(line); p != 0 && p == first {
+			b.markReady(a, run, "console")
+		}
+		if watchesPowerButton(line) {
+			run.button.Store(true)
 		}
 	})
 	b.logger.Info("appliance VM booting", "appliance", a.m.Name, "pid", cmd.Process.Pid, "accel", accel)
@@ -411,10 +540,14 @@ func (b *VMBackend) kvmFailed(a *vmApp, run *vmRun) {
 // watch waits for run's QEMU to exit and marks a stopped.
 func (b *VMBackend) watch(a *vmApp, run *vmRun) {
 	err := run.cmd.Wait()
+	os.RemoveAll(run.dir)
+	run.exitErr = err
 	close(run.exited)
 	b.mu.Lock()
-	a.lastExit = exitString(err)
-	unexpected := !run.stopped
+	unexpected := !run.stopped // a stop's terminate records how it ended
+	if unexpected {
+		a.lastExit = exitString(err)
+	}
 	b.detach(a, run)
 	b.mu.Unlock()
 	if unexpected {
@@ -426,6 +559,15 @@ func (b *VMBackend) watch(a *vmApp, run *vmRun) {
 // run ready; a boot that does not answer within BootTimeout is stopped.
 func (b *VMBackend) probe(a *vmApp, run *vmRun) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(run.ports[0]))
+	readyCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-run.ready:
+			cancel()
+		case <-readyCtx.Done():
+		}
+	}()
 	deadline := time.Now().Add(b.opts.BootTimeout)
 	refused := false // the guest's kernel has answered a probe with a reset
 	pause := func(d time.Duration) bool {
@@ -445,6 +587,8 @@ func (b *VMBackend) probe(a *vmApp, run *vmRun) {
 			return
 		case <-b.closing:
 			return
+		case <-run.ready: // the console said so
+			return
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -462,24 +606,20 @@ func (b *VMBackend) probe(a *vmApp, run *vmRun) {
 			wait = probeHeld
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
+		// The console may say the guest is up meanwhile: the probe's connection must not
+		// linger then (an appliance's graceful shutdown would wait for it).
+		stop := context.AfterFunc(readyCtx, func() { c.Close() })
 		var buf [1]byte
 		n, err := c.Read(buf[:])
+		stop()
 		c.Close()
+		if isClosed(run.ready) {
+			return
+		}
 		var nerr net.Error
 		held := errors.As(err, &nerr) && nerr.Timeout()
 		if n > 0 || held && refused {
-			b.mu.Lock()
-			latency := time.Since(run.trigger)
-			if a.run == run {
-				a.state, a.since = StateRunning, time.Now()
-				a.lastLatency = latency
-			}
-			b.mu.Unlock()
-			close(run.ready)
-			b.logger.Info("appliance VM up", "appliance", a.m.Name, "latency", latency)
-			if b.opts.OnSummon != nil {
-				go b.opts.OnSummon(a.m.Name, latency)
-			}
+			b.markReady(a, run, "probe")
 			return
 		}
 		if !held {
@@ -494,6 +634,49 @@ func (b *VMBackend) probe(a *vmApp, run *vmRun) {
 	b.detach(a, run)
 	b.mu.Unlock()
 	b.terminate(a, run, nil)
+}
+
+// markReady marks run up (once): by the probe, or by the guest's init saying on the
+// console that the first socket's guest port listens.
+func (b *VMBackend) markReady(a *vmApp, run *vmRun, by string) {
+	b.mu.Lock()
+	if isClosed(run.ready) {
+		b.mu.Unlock()
+		return
+	}
+	latency := time.Since(run.trigger)
+	if a.run == run {
+		a.state, a.since = StateRunning, time.Now()
+		a.lastLatency = latency
+	}
+	close(run.ready)
+	b.mu.Unlock()
+	b.logger.Info("appliance VM up", "appliance", a.m.Name, "latency", latency, "by", by)
+	if b.opts.OnSummon != nil {
+		go b.opts.OnSummon(a.m.Name, latency)
+	}
+}
+
+// watchesPowerButton says whether a console line is the guest's init (Hearth's vminit)
+// saying it watches the power button ("vminit: [0.82s] watching the power button ...").
+func watchesPowerButton(line string) bool {
+	i := strings.Index(line, "watching the power button")
+	return i > 0 && strings.Contains(line[:i], "vminit: ")
+}
+
+// listeningPort returns the port of a console line in which the guest's init (Hearth's
+// vminit) says a TCP port listens ("vminit: [1.23s] listening on tcp port 8443"), or 0.
+func listeningPort(line string) int {
+	const marker = "listening on tcp port "
+	i := strings.Index(line, marker)
+	if i < 0 || !strings.Contains(line[:i], "vminit: ") {
+		return 0
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(line[i+len(marker):]))
+	if err != nil || p < 1 || p > 65535 {
+		return 0
+	}
+	return p
 }
 
 // acceptLoop serves connections to socket i of a until the listener closes.
@@ -583,7 +766,8 @@ func splice(a, b net.Conn, stop <-chan struct{}) {
 	}
 }
 
-// Stop stops appliance name's VM if one runs and waits until QEMU has exited.
+// Stop stops appliance name's VM if one runs (see terminate: the guest is asked to power
+// off first) and waits until QEMU has exited.
 func (b *VMBackend) Stop(ctx context.Context, name string) error {
 	a, err := b.app(name)
 	if err != nil {
@@ -601,20 +785,42 @@ func (b *VMBackend) Stop(ctx context.Context, name string) error {
 	return nil
 }
 
-// terminate sends QEMU SIGTERM, SIGKILL after StopGrace or when kill closes, and waits.
+// terminate stops run's VM and waits for QEMU to exit. A guest whose init said on the
+// console that it watches the power button, and that is not being replaced, gets its
+// power button pressed through QMP and PowerdownTimeout to shut down cleanly; then, or at
+// once for the others, QEMU gets SIGTERM, and SIGKILL after StopGrace. A closed kill cuts
+// the waits short.
 func (b *VMBackend) terminate(a *vmApp, run *vmRun, kill <-chan struct{}) {
 	pid := run.cmd.Process.Pid
-	signalGroup(pid, syscall.SIGTERM)
-	t := time.NewTimer(b.opts.StopGrace)
-	defer t.Stop()
-	select {
-	case <-run.exited:
-		return
-	case <-t.C:
-	case <-kill:
+	b.mu.Lock()
+	retry := run.retry
+	b.mu.Unlock()
+	plan := stopPlan{signal: func(s syscall.Signal) { signalGroup(pid, s) }, exited: run.exited, kill: kill,
+		powerdownTimeout: b.opts.PowerdownTimeout, grace: b.opts.StopGrace}
+	if run.qmp != "" && run.button.Load() && !retry {
+		plan.powerdown = func(ctx context.Context) error { return qmpPowerdown(ctx, run.qmp) }
 	}
-	signalGroup(pid, syscall.SIGKILL)
-	<-run.exited
+	how, err := plan.run()
+	if err != nil {
+		b.logger.Warn("appliance VM: pressing its power button failed", "appliance", a.m.Name, "err", err)
+	}
+	exit := exitString(run.exitErr) + " (" + how + ")"
+	b.mu.Lock()
+	a.lastExit = exit
+	b.mu.Unlock()
+	b.logger.Info("appliance VM stopped", "appliance", a.m.Name, "exit", exit)
+}
+
+// maxUnixPath is the longest path of a Unix socket (sun_path less its NUL).
+const maxUnixPath = 107
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops every VM (SIGKILL at once when ctx ends), closes the sockets and waits for
@@ -652,6 +858,7 @@ func (b *VMBackend) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	b.wg.Wait()
+	b.initrds.remove()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("jitsu: close VMs: %w", err)
 	}

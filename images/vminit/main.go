@@ -2,7 +2,8 @@
 
 // Command vminit is the init (PID 1) of a Hearth microVM: it mounts /dev, /proc, /sys and
 // the data disk on /perm, configures the network QEMU's user networking expects, runs the
-// one appliance named in /etc/hearth/appliance.json and powers the VM off when it exits.
+// one appliance named in /etc/hearth/appliance.json and powers the VM off when it exits or
+// when the VM's power button is pressed (after stopping the appliance and unmounting /perm).
 package main
 
 import (
@@ -30,13 +31,34 @@ func main() {
 	log.SetPrefix("vminit: ")
 	code := run()
 	unix.Sync()
-	unix.Unmount(layout.Perm, 0)
+	if err := unmountPerm(); err != nil {
+		logf("%v", err)
+	}
 	if os.Getpid() != 1 {
 		os.Exit(code)
 	}
 	logf("powering off (appliance exit status %d)", code)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
+}
+
+// unmountPerm unmounts the data disk, or when something still holds it, remounts it
+// read-only and detaches it, so no write is left half-done when the VM powers off.
+func unmountPerm() error {
+	err := unix.Unmount(layout.Perm, 0)
+	switch {
+	case err == nil:
+		logf("%s unmounted", layout.Perm)
+		return nil
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT):
+		return nil // not mounted
+	}
+	if rerr := unix.Mount("", layout.Perm, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); rerr != nil {
+		return fmt.Errorf("unmount %s: %w; remount read-only: %w", layout.Perm, err, rerr)
+	}
+	unix.Unmount(layout.Perm, unix.MNT_DETACH)
+	logf("%s busy (%v): remounted read-only and detached", layout.Perm, err)
+	return nil
 }
 
 // logf logs with the time since the kernel started (from /proc/uptime, once mounted), so
@@ -57,6 +79,7 @@ func run() int {
 		logf("%v", err)
 		return 1
 	}
+	power := watchPowerButton(context.Background(), "/sys/class/input", "/dev/input")
 	b, err := os.ReadFile(layout.ConfigPath)
 	if err != nil {
 		logf("%v", err)
@@ -82,7 +105,7 @@ func run() int {
 	if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver "+layout.VMDNS+"\n"), 0o644); err != nil {
 		logf("%v", err)
 	}
-	return runAppliance(app)
+	return runAppliance(app, power)
 }
 
 // mountBase mounts the kernel's file systems.
@@ -104,10 +127,11 @@ func mountBase() error {
 	return nil
 }
 
-// permFlags mount the data disk with every write synchronous: its file system has no
-// journal, and a VM runner stops a VM by ending QEMU, which is a power cut to the guest;
-// written synchronously, its metadata is never left half-written in the guest's memory.
-const permFlags = unix.MS_NOATIME | unix.MS_SYNCHRONOUS | unix.MS_DIRSYNC
+// permFlags mount the data disk. Its ext4 has a journal, so a power cut (a VM runner that
+// ends QEMU without pressing the power button) leaves metadata that the next mount replays;
+// what the appliance acknowledged it has fsynced, which reaches the disk through QEMU's
+// flushes. Writes need not be synchronous, which would cost every write a disk round trip.
+const permFlags = unix.MS_NOATIME
 
 // diskWait bounds the wait for the data disk: virtio disks are probed before the init
 // runs, so it is there at once or not at all.
@@ -148,11 +172,23 @@ func mountPerm(dev string) error {
 	return nil
 }
 
-// runAppliance runs app with its output on the console, forwarding SIGTERM and SIGINT.
-func runAppliance(app layout.Appliance) int {
+// applianceStopTimeout is how long the appliance has to exit after SIGTERM when the power
+// button is pressed, before SIGKILL; shorter than a VM runner's wait for the power-off
+// (jitsu's is 10 s), so the data disk is still unmounted cleanly.
+const applianceStopTimeout = 7 * time.Second
+
+// runAppliance runs app with its output on the console, forwarding SIGTERM and SIGINT;
+// when power closes it stops app (SIGTERM, SIGKILL after applianceStopTimeout).
+func runAppliance(app layout.Appliance, power <-chan struct{}) int {
 	home := filepath.Join(layout.Perm, "home", app.Name)
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		logf("%v", err)
+	}
+	select {
+	case <-power:
+		logf("power button pressed before %s started", app.Name)
+		return 0
+	default:
 	}
 	cmd := exec.Command(app.Binary(), app.Args...)
 	cmd.Env = append([]string{"PATH=" + layout.ApplianceDir, "HOME=" + home}, app.Env...)
@@ -163,18 +199,30 @@ func runAppliance(app layout.Appliance) int {
 		return 1
 	}
 	logf("started %s (pid %d)", app.Name, cmd.Process.Pid)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go watchListening(ctx, "/proc")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	exited := make(chan struct{})
 	go func() {
-		select {
-		case s := <-sigs:
-			cmd.Process.Signal(s)
-		case <-ctx.Done():
+		for {
+			select {
+			case s := <-sigs:
+				cmd.Process.Signal(s)
+			case <-power:
+				logf("power button pressed: stopping %s (SIGTERM)", app.Name)
+				if !stopProcess(cmd.Process.Signal, exited, applianceStopTimeout) {
+					logf("%s did not exit within %v: killed it", app.Name, applianceStopTimeout)
+				}
+				return
+			case <-exited:
+				return
+			}
 		}
 	}()
 	err := cmd.Wait()
+	close(exited)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		logf("%s exited: %v", app.Name, err)
@@ -185,4 +233,19 @@ func runAppliance(app layout.Appliance) int {
 	}
 	logf("%s exited", app.Name)
 	return 0
+}
+
+// stopProcess sends SIGTERM and waits up to timeout for exited to close, then sends
+// SIGKILL; it says whether the process exited before the timeout.
+func stopProcess(signal func(os.Signal) error, exited <-chan struct{}, timeout time.Duration) bool {
+	signal(syscall.SIGTERM)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return true
+	case <-t.C:
+	}
+	signal(syscall.SIGKILL)
+	return false
 }
