@@ -386,3 +386,55 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// TestGrowPermRPi boots the Raspberry Pi image from an SD card bigger than the image
+// (QEMU's raspi3b takes power-of-two card sizes: 1 GiB) and checks that the init grew the
+// MBR's last partition and /perm to the card's end, on the Pi kernel's mmcblk device.
+func TestGrowPermRPi(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	t.Parallel()
+	sfdisk := needTool(t, "sfdisk", "fdisk")
+	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
+	img, res := storeImage(t, "rpi")
+	kernel := bootFile(t, img, res, "vmlinuz")
+	dtb := bootFile(t, img, res, "bcm2710-rpi-3-b.dtb")
+	card := sparseCopy(t, img)
+	const size = 1 << 30
+	if res.Size >= size {
+		t.Fatalf("the rpi image is %d MiB, not smaller than the 1 GiB card", res.Size>>20)
+	}
+	if err := os.Truncate(card, size); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := strings.Replace(res.Cmdline, "console=serial0,115200", "console=ttyS0,115200", 1) +
+		" initcall_blacklist=bcm2835_wdt_driver_init" // see TestBootRPi
+	v := startQEMU(t, "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
+		"-display", "none", "-serial", "null", "-serial", "stdio", "-no-reboot",
+		"-kernel", kernel, "-dtb", dtb, "-append", cmdline,
+		"-drive", "file="+card+",if=sd,format=raw")
+	took := v.waitLine(t, "hearth: grew /perm from", bootTimeout)
+	t.Logf("rpi (raspi3b), 1 GiB card: QEMU start to /perm grown in %v", took)
+	v.waitLine(t, "hearth: starting store", bootTimeout)
+	v.stop() // the emulated Pi has no network for gokrazy's poweroff: a power cut
+
+	var tab sfdiskTable
+	if err := json.Unmarshal([]byte(run(t, sfdisk, "--json", card)), &tab); err != nil {
+		t.Fatal(err)
+	}
+	run(t, sfdisk, "-V", card)
+	if len(tab.Table.Partitions) != 4 {
+		t.Fatalf("sfdisk sees %d partitions", len(tab.Table.Partitions))
+	}
+	last := tab.Table.Partitions[3]
+	if end := (last.Start + last.Size) * 512; end != size {
+		t.Fatalf("partition 4 ends at byte %d, want the card's end %d", end, size)
+	}
+	perm := extractSparse(t, card, last.Start*512, last.Size*512)
+	fsckAfterPowerCut(t, perm)
+	out := run(t, dumpe2fs, "-h", perm)
+	if blocks := dumpe2fsField(t, out, "Block count"); blocks*4096 < last.Size*512-(64<<20) {
+		t.Errorf("the file system has %d MiB; want it to fill the %d MiB partition", blocks>>8, last.Size>>11)
+	}
+}
