@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,18 +170,7 @@ func TestBootARM64Board(t *testing.T) {
 		t.Error("no start line on the console")
 	}
 	// The A/B update guard answers behind gokrazy's password on port 80.
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/hearth/bootguard", v.port80), nil)
-	req.SetBasicAuth("gokrazy", "test-password")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Phase string `json:"phase"`
-		Root  int    `json:"root"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
+	st, err := v.bootguardStatus()
 	if err != nil || st.Phase != "healthy" || st.Root != 2 {
 		t.Errorf("bootguard status: %v %+v, want healthy on root 2", err, st)
 	}
@@ -205,13 +193,24 @@ func TestBootARM64Board(t *testing.T) {
 	}
 }
 
-// armBoard boots an arm64 board image under -M virt with kernel.
+// armBoard boots an arm64 board image under -M virt with kernel; the guest's writes go to
+// a throwaway overlay (snapshot=on).
 func armBoard(t *testing.T, img string, res *Result, kernel string) (*vm, int) {
+	return armBoardDisk(t, img, res, kernel, true)
+}
+
+// armBoardDisk is armBoard that, without snapshot, writes to img itself, so that what the
+// guest wrote is there for the next boot and the checks.
+func armBoardDisk(t *testing.T, img string, res *Result, kernel string, snapshot bool) (*vm, int) {
+	drive := "file=" + img + ",if=none,format=raw,id=d0"
+	if snapshot {
+		drive += ",snapshot=on"
+	}
 	port, port80 := freePort(t), freePort(t)
 	v := startQEMU(t, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-accel", "tcg,thread=single",
 		"-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", kernel, "-append", res.Cmdline,
-		"-drive", "file="+img+",if=none,format=raw,id=d0,snapshot=on", "-device", "virtio-blk-device,drive=d0",
+		"-drive", drive, "-device", "virtio-blk-device,drive=d0",
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443,hostfwd=tcp:127.0.0.1:%d-:80", port, port80),
 		"-device", "virtio-net-device,netdev=n0")
 	v.port80 = port80
@@ -260,6 +259,19 @@ func TestBootRPi(t *testing.T) {
 	}
 	t.Parallel()
 	img, res := storeImage(t, "rpi")
+	v := rpiBoot(t, img, res, true)
+	took := v.waitLine(t, "hearth: waiting", bootTimeout)
+	t.Logf("rpi (raspi3b): QEMU start to the init's supervisor starting the appliance in %v", took)
+	// The emulated Pi has no network, so the appliance starts after the init's wait for an
+	// address.
+	took = v.waitLine(t, "hearth: starting store", bootTimeout)
+	t.Logf("rpi (raspi3b): QEMU start to the appliance's start line in %v", took)
+}
+
+// rpiBoot boots a Raspberry Pi image from QEMU's emulated SD card (raspi3b), with its
+// kernel and the Pi 3 B device tree from the image's boot partition; without snapshot the
+// guest writes to img itself.
+func rpiBoot(t *testing.T, img string, res *Result, snapshot bool) *vm {
 	kernel := bootFile(t, img, res, "vmlinuz")
 	dtb := bootFile(t, img, res, "bcm2710-rpi-3-b.dtb")
 	// QEMU does not run the Pi firmware, which would turn console=serial0 into the UART.
@@ -267,16 +279,13 @@ func TestBootRPi(t *testing.T) {
 	// (gokrazy does at boot), so the test leaves the watchdog driver out.
 	cmdline := strings.Replace(res.Cmdline, "console=serial0,115200", "console=ttyS0,115200", 1) +
 		" initcall_blacklist=bcm2835_wdt_driver_init"
-	v := startQEMU(t, "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
+	drive := "file=" + img + ",if=sd,format=raw"
+	if snapshot {
+		drive += ",snapshot=on"
+	}
+	return startQEMU(t, "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
 		"-display", "none", "-serial", "null", "-serial", "stdio", "-no-reboot",
-		"-kernel", kernel, "-dtb", dtb, "-append", cmdline,
-		"-drive", "file="+img+",if=sd,format=raw,snapshot=on")
-	took := v.waitLine(t, "hearth: waiting", bootTimeout)
-	t.Logf("rpi (raspi3b): QEMU start to the init's supervisor starting the appliance in %v", took)
-	// The emulated Pi has no network, so the appliance starts after the init's wait for an
-	// address.
-	took = v.waitLine(t, "hearth: starting store", bootTimeout)
-	t.Logf("rpi (raspi3b): QEMU start to the appliance's start line in %v", took)
+		"-kernel", kernel, "-dtb", dtb, "-append", cmdline, "-drive", drive)
 }
 
 // TestJitsuBootsMicroVM has jitsu's microVM backend boot the store's microVM as the

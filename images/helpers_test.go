@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -232,4 +233,27 @@ func TestMain(m *testing.M) {
 	}
 	builds.Unlock()
 	os.Exit(code)
+}
+
+// bootguardStatus asks a board's A/B update guard (behind gokrazy's password on port 80)
+// for its state.
+func (v *vm) bootguardStatus() (st struct {
+	Phase string `json:"phase"`
+	Root  int    `json:"root"`
+}, err error) {
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/hearth/bootguard", v.port80), nil)
+	if err != nil {
+		return st, err
+	}
+	req.SetBasicAuth("gokrazy", "test-password")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("bootguard status: %s", resp.Status)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
 }

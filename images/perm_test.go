@@ -23,20 +23,6 @@ import (
 	"github.com/hearth-home/hearth/store"
 )
 
-// permBoard boots an arm64 board image like armBoard, but writes to img itself (no
-// snapshot=on), so that what the guest wrote is there for the next boot and the checks.
-func permBoard(t *testing.T, img string, res *Result, kernel string) (*vm, int) {
-	port, port80 := freePort(t), freePort(t)
-	v := startQEMU(t, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-accel", "tcg,thread=single",
-		"-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", kernel, "-append", res.Cmdline,
-		"-drive", "file="+img+",if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443,hostfwd=tcp:127.0.0.1:%d-:80", port, port80),
-		"-device", "virtio-net-device,netdev=n0")
-	v.port80 = port80
-	return v, port
-}
-
 // powerOff asks gokrazy to power the board off (it stops the appliance and unmounts
 // /perm first) and waits for QEMU to exit.
 func powerOff(t *testing.T, v *vm) {
@@ -168,7 +154,7 @@ func TestGrowPerm(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			v, port := permBoard(t, disk, res, kernel)
+			v, port := armBoardDisk(t, disk, res, kernel, false)
 			took := v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 			out := v.output()
 			if want := fmt.Sprintf("hearth: grew /perm's partition from %d to", oldPerm>>20); !strings.Contains(out, want) {
@@ -228,7 +214,7 @@ func TestGrowPerm(t *testing.T) {
 				return
 			}
 			// A second boot finds nothing to grow.
-			v, port = permBoard(t, disk, res, kernel)
+			v, port = armBoardDisk(t, disk, res, kernel, false)
 			took = v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 			t.Logf("arm64 board, second boot (nothing to grow): QEMU start to HTTP 401 in %v", took)
 			if strings.Contains(v.output(), "hearth: grew") || strings.Contains(v.output(), "hearth: not growing") {
@@ -314,7 +300,7 @@ func TestJournalPowerCut(t *testing.T) {
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	value := []byte("written just before the power cut " + time.Now().Format(time.RFC3339Nano))
-	v, port := permBoard(t, disk, res, kernel)
+	v, port := armBoardDisk(t, disk, res, kernel, false)
 	took := v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 	t.Logf("arm64 board, journaled /perm: QEMU start to HTTP 401 in %v", took)
 	key := func(port int) string {
@@ -345,7 +331,7 @@ func TestJournalPowerCut(t *testing.T) {
 	fsckClean(t, e2fsck, perm)
 
 	// The next boot from the killed disk (the kernel replays the journal) has the value.
-	v, port = permBoard(t, disk, res, kernel)
+	v, port = armBoardDisk(t, disk, res, kernel, false)
 	took = v.waitHTTPS(t, port, "/api/repos", 401, bootTimeout)
 	t.Logf("arm64 board after the power cut: QEMU start to HTTP 401 in %v", took)
 	if !strings.Contains(v.output(), "recovery complete") {
@@ -398,8 +384,6 @@ func TestGrowPermRPi(t *testing.T) {
 	sfdisk := needTool(t, "sfdisk", "fdisk")
 	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
 	img, res := storeImage(t, "rpi")
-	kernel := bootFile(t, img, res, "vmlinuz")
-	dtb := bootFile(t, img, res, "bcm2710-rpi-3-b.dtb")
 	card := sparseCopy(t, img)
 	const size = 1 << 30
 	if res.Size >= size {
@@ -408,12 +392,7 @@ func TestGrowPermRPi(t *testing.T) {
 	if err := os.Truncate(card, size); err != nil {
 		t.Fatal(err)
 	}
-	cmdline := strings.Replace(res.Cmdline, "console=serial0,115200", "console=ttyS0,115200", 1) +
-		" initcall_blacklist=bcm2835_wdt_driver_init" // see TestBootRPi
-	v := startQEMU(t, "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
-		"-display", "none", "-serial", "null", "-serial", "stdio", "-no-reboot",
-		"-kernel", kernel, "-dtb", dtb, "-append", cmdline,
-		"-drive", "file="+card+",if=sd,format=raw")
+	v := rpiBoot(t, card, res, false)
 	took := v.waitLine(t, "hearth: grew /perm from", bootTimeout)
 	t.Logf("rpi (raspi3b), 1 GiB card: QEMU start to /perm grown in %v", took)
 	v.waitLine(t, "hearth: starting store", bootTimeout)

@@ -3,10 +3,8 @@ package images
 import (
 	"bytes"
 	"debug/pe"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,17 +171,7 @@ func TestUEFIBootSwitchRoot(t *testing.T) {
 	if !strings.Contains(v.output(), cmdline) {
 		t.Errorf("the kernel did not get the rewritten command line %q", cmdline)
 	}
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/hearth/bootguard", v.port80), nil)
-	req.SetBasicAuth("gokrazy", "test-password")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Root int `json:"root"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
+	st, err := v.bootguardStatus()
 	if err != nil || st.Root != layout.RootB {
 		t.Errorf("bootguard status: %v, root %d, want %d", err, st.Root, layout.RootB)
 	}
