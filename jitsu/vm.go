@@ -62,7 +62,18 @@ type VMOptions struct {
 	RuntimeDir string
 	// OnSummon, if set, is told of every boot that reached its guest and its latency.
 	OnSummon func(appliance string, latency time.Duration)
+	// CrashBackoffMin, CrashBackoffMax and CrashBackoffReset shape how a VM that exits by
+	// itself (its kernel panicked, its appliance died) is booted again: connections are
+	// refused for CrashBackoffMin (<= 0: 1s) after the first crash, twice as long after
+	// each further one up to CrashBackoffMax (<= 0: 1m), and a VM that ran for
+	// CrashBackoffReset (<= 0: 1m) before it died starts over at CrashBackoffMin. Without
+	// this, every connection to a broken appliance would boot it again.
+	CrashBackoffMin, CrashBackoffMax, CrashBackoffReset time.Duration
 }
+
+// ErrBackoff is returned (wrapped) for a boot refused because the appliance's VM crashed
+// recently (see VMOptions.CrashBackoffMin).
+var ErrBackoff = errors.New("jitsu: the appliance crashed; waiting before the next boot")
 
 // VMBackend runs appliances as microVMs under QEMU (the microVM backend). It listens on
 // every socket of an appliance itself; a connection, or a Summon, boots the appliance's
@@ -78,8 +89,10 @@ type VMOptions struct {
 // guest's data disk. A stop (idle, Stop, Close) of a guest whose init watches the power
 // button (vminit says so on the console) presses it through QEMU's QMP socket, so the init
 // stops the appliance and unmounts the disk before powering off; QEMU is ended by signals
-// only when the guest does not power off within PowerdownTimeout, or has no such init. Gzip initramfs images are booted from
-// decompressed copies (the guest kernel decompresses slowly under TCG). The accelerator
+// only when the guest does not power off within PowerdownTimeout, or has no such init. A VM
+// that exits by itself is booted again only after a backoff (VMOptions.CrashBackoffMin).
+// Gzip initramfs images are booted from decompressed copies (the guest kernel decompresses
+// slowly under TCG). The accelerator
 // is KVM when a probe boot shows it works, else TCG; a guest that KVM fails later is
 // booted again under TCG.
 type VMBackend struct {
@@ -113,18 +126,22 @@ type vmApp struct {
 	summons     int
 	lastLatency time.Duration
 	lastExit    string
-	accel       string // "kvm" or "tcg": chosen by Add, TCG after KVM failed
+	accel       string        // "kvm" or "tcg": chosen by Add, TCG after KVM failed
+	backoff     time.Duration // the wait after the last crash (0: no crash since a long run)
+	notBefore   time.Time     // no boot before this, after a crash
 }
 
 // vmRun is one boot of an appliance's VM.
 type vmRun struct {
 	cmd     *exec.Cmd
-	dir     string      // its runtime directory, removed when QEMU has exited
-	qmp     string      // QEMU's QMP socket ("": none)
-	exitErr error       // what cmd.Wait returned, set before exited closes
-	button  atomic.Bool // the guest's init said it watches the power button
-	ports   []int       // loopback ports QEMU forwards to the sockets' guest ports
-	trigger time.Time   // what started it
+	dir     string       // its runtime directory, removed when QEMU has exited
+	qmp     string       // QEMU's QMP socket ("": none)
+	exitErr error        // what cmd.Wait returned, set before exited closes
+	button  atomic.Bool  // the guest's init said it watches the power button
+	panic   atomic.Value // string: the guest kernel's panic line, if it panicked
+	ports   []int        // loopback ports QEMU forwards to the sockets' guest ports
+	trigger time.Time    // what started it
+	started time.Time    // when QEMU was started
 	ready   chan struct{}
 	exited  chan struct{} // closed when QEMU has exited
 	stopped bool          // a stop was asked for (guarded by VMBackend.mu)
@@ -147,6 +164,15 @@ func NewVMBackend(opts VMOptions) *VMBackend {
 	}
 	if opts.RuntimeDir == "" {
 		opts.RuntimeDir = os.TempDir()
+	}
+	if opts.CrashBackoffMin <= 0 {
+		opts.CrashBackoffMin = time.Second
+	}
+	if opts.CrashBackoffMax <= 0 {
+		opts.CrashBackoffMax = time.Minute
+	}
+	if opts.CrashBackoffReset <= 0 {
+		opts.CrashBackoffReset = time.Minute
 	}
 	return &VMBackend{opts: opts, logger: opts.Logger, closing: make(chan struct{}),
 		accel: make(map[string]string), apps: make(map[string]*vmApp)}
@@ -323,6 +349,9 @@ func (b *VMBackend) acquireLocked(a *vmApp, trigger time.Time, conn bool) (*vmRu
 		a.idle = nil
 	}
 	if a.run == nil {
+		if wait := time.Until(a.notBefore); wait > 0 {
+			return nil, fmt.Errorf("jitsu: boot %q: %w (next boot in %v)", a.m.Name, ErrBackoff, wait.Round(time.Millisecond))
+		}
 		run, err := b.boot(a, trigger)
 		if err != nil {
 			a.lastExit = err.Error()
@@ -491,7 +520,8 @@ func (b *VMBackend) boot(a *vmApp, trigger time.Time) (*vmRun, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("jitsu: boot %q: %w", a.m.Name, err)
 	}
-	run := &vmRun{cmd: cmd, dir: dir, qmp: qmp, ports: ports, trigger: trigger, ready: make(chan struct{}), exited: make(chan struct{})}
+	run := &vmRun{cmd: cmd, dir: dir, qmp: qmp, ports: ports, trigger: trigger, started: time.Now(),
+		ready: make(chan struct{}), exited: make(chan struct{})}
 	first := guestPort(a.m.Sockets[0])
 	go logOutput(b.logger, a.m.Name, "console", out, func(line string) {
 		if accel == "kvm" && kvmFailure(line) {
@@ -502,6 +532,9 @@ func (b *VMBackend) boot(a *vmApp, trigger time.Time) (*vmRun, error) {
 		}
 		if watchesPowerButton(line) {
 			run.button.Store(true)
+		}
+		if i := strings.Index(line, "Kernel panic"); i >= 0 {
+			run.panic.CompareAndSwap(nil, clip(line[i:]))
 		}
 	})
 	b.logger.Info("appliance VM booting", "appliance", a.m.Name, "pid", cmd.Process.Pid, "accel", accel)
@@ -547,11 +580,21 @@ func (b *VMBackend) watch(a *vmApp, run *vmRun) {
 	unexpected := !run.stopped // a stop's terminate records how it ended
 	if unexpected {
 		a.lastExit = exitString(err)
+		if p, ok := run.panic.Load().(string); ok {
+			a.lastExit += " (" + p + ")"
+		}
+		a.backoff = nextCrashBackoff(b.opts, a.backoff, time.Since(run.started))
+		a.notBefore = time.Now().Add(a.backoff)
 	}
 	b.detach(a, run)
+	if unexpected && a.run == nil {
+		a.state = StateBackoff
+	}
+	backoff := a.backoff
 	b.mu.Unlock()
 	if unexpected {
-		b.logger.Warn("appliance VM exited", "appliance", a.m.Name, "exit", exitString(err))
+		b.logger.Warn("appliance VM exited by itself; booting it again only after a backoff",
+			"appliance", a.m.Name, "exit", exitString(err), "backoff", backoff)
 	}
 }
 
@@ -709,7 +752,11 @@ func (b *VMBackend) serveConn(a *vmApp, i int, c net.Conn) {
 	for run == nil {
 		r, err := b.acquire(a, time.Now(), true)
 		if err != nil {
-			b.logger.Warn("appliance VM: cannot serve a connection", "appliance", a.m.Name, "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrBackoff) {
+				level = slog.LevelDebug // said once, when it crashed
+			}
+			b.logger.Log(context.Background(), level, "appliance VM: cannot serve a connection", "appliance", a.m.Name, "err", err)
 			return
 		}
 		timedOut := false
@@ -883,7 +930,11 @@ func (b *VMBackend) status() []ApplianceStatus {
 	out := make([]ApplianceStatus, 0, len(b.order))
 	for _, name := range b.order {
 		a := b.apps[name]
-		st := ApplianceStatus{Name: name, State: a.state, Since: a.since, Summons: a.summons,
+		state := a.state
+		if state == StateBackoff && !time.Now().Before(a.notBefore) {
+			state = StateStopped // the next connection boots it
+		}
+		st := ApplianceStatus{Name: name, State: state, Since: a.since, Summons: a.summons,
 			LastSummonLatency: a.lastLatency, LastExit: a.lastExit, Conns: a.conns}
 		if a.run != nil && a.state == StateRunning {
 			st.PID = a.run.cmd.Process.Pid
@@ -1014,4 +1065,13 @@ func freeLoopbackPorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// nextCrashBackoff is the wait before booting again a VM that crashed after running for
+// ran, when the wait after its previous crash was prev.
+func nextCrashBackoff(opts VMOptions, prev, ran time.Duration) time.Duration {
+	if prev <= 0 || ran >= opts.CrashBackoffReset {
+		return opts.CrashBackoffMin
+	}
+	return min(2*prev, opts.CrashBackoffMax)
 }
