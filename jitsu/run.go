@@ -157,13 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 				s.Wildcard = true
 				s.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
 				local = append(local, s.Addr.Addr())
-				if ips, err := lan(); err == nil {
-					for _, ip := range ips {
-						if a, ok := netip.AddrFromSlice(ip); ok && !a.IsLinkLocalUnicast() && !a.Unmap().IsLoopback() {
-							as = append(as, a.Unmap())
-						}
-					}
-				}
+				as = append(as, lanAddrs(lan)...)
 			case ap.Addr().Unmap().IsLoopback():
 				local = append(local, ap.Addr().Unmap())
 			default:
@@ -197,11 +191,11 @@ func Start(ctx context.Context, cfg Config) (_ *Jitsu, err error) {
 		return nil, err
 	}
 	j.dnsAddr, _ = netip.ParseAddrPort(pcs[0].LocalAddr().String())
-	nsAddrs := []netip.Addr{j.dnsAddr.Addr().Unmap()}
+	nsAddrs, localNS := serverAddrs(j.dnsAddr.Addr(), lan)
 	zone, err := NewZone(names, addrs, nsAddrs, 0)
 	var localZone *Zone
-	if err == nil && !maps.EqualFunc(addrs, localAddrs, slices.Equal) {
-		localZone, err = NewZone(names, localAddrs, nsAddrs, 0)
+	if err == nil && (!maps.EqualFunc(addrs, localAddrs, slices.Equal) || !slices.Equal(nsAddrs, localNS)) {
+		localZone, err = NewZone(names, localAddrs, localNS, 0)
 	}
 	if err != nil {
 		for _, pc := range pcs {
@@ -330,4 +324,38 @@ func (j *Jitsu) Close(ctx context.Context) error {
 		err = errors.Join(errs...)
 	})
 	return err
+}
+
+// serverAddrs returns the DNS server's own addresses as the zone publishes them (ns.ZONE):
+// for devices elsewhere and for clients on this machine. A server on one address is that
+// address for both; one on every address (0.0.0.0, ::) is reached at the machine's LAN
+// addresses from elsewhere and at 127.0.0.1 from here, never at the unspecified address.
+func serverAddrs(listen netip.Addr, lan func() ([]net.IP, error)) (public, local []netip.Addr) {
+	listen = listen.Unmap()
+	if !listen.IsUnspecified() {
+		return []netip.Addr{listen}, []netip.Addr{listen}
+	}
+	local = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	public = lanAddrs(lan)
+	if len(public) == 0 {
+		public = local // nothing reachable from elsewhere: answer what there is
+	}
+	slices.SortFunc(public, func(x, y netip.Addr) int { return x.Compare(y) })
+	return slices.Compact(public), local
+}
+
+// lanAddrs returns the addresses lan lists that devices elsewhere can reach: neither
+// loopback nor link-local (nil when lan fails).
+func lanAddrs(lan func() ([]net.IP, error)) []netip.Addr {
+	ips, err := lan()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ip := range ips {
+		if a, ok := netip.AddrFromSlice(ip); ok && !a.IsLinkLocalUnicast() && !a.Unmap().IsLoopback() {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
 }

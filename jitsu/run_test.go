@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -186,5 +188,32 @@ func TestMeasureSummonDNS(t *testing.T) {
 	}
 	if _, err := MeasureSummonDNS(t.Context(), j, "nobody", "greet", MeasureOptions{Runs: 1, Warm: true}); err == nil {
 		t.Fatal("measured an appliance that does not exist")
+	}
+}
+
+func TestServerAddrs(t *testing.T) {
+	lan := func() ([]net.IP, error) {
+		return []net.IP{net.ParseIP("192.0.2.7"), net.ParseIP("fe80::1"), net.ParseIP("127.0.1.1"), net.ParseIP("2001:db8::7")}, nil
+	}
+	noLAN := func() ([]net.IP, error) { return nil, nil }
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name          string
+		listen        string
+		lan           func() ([]net.IP, error)
+		public, local []netip.Addr
+	}{
+		{"one address", "192.0.2.1", lan, []netip.Addr{a("192.0.2.1")}, []netip.Addr{a("192.0.2.1")}},
+		{"loopback", "127.0.0.1", lan, []netip.Addr{a("127.0.0.1")}, []netip.Addr{a("127.0.0.1")}},
+		{"every IPv4 address", "0.0.0.0", lan, []netip.Addr{a("192.0.2.7"), a("2001:db8::7")}, []netip.Addr{a("127.0.0.1")}},
+		{"every address", "::", lan, []netip.Addr{a("192.0.2.7"), a("2001:db8::7")}, []netip.Addr{a("127.0.0.1")}},
+		{"every address, no LAN", "0.0.0.0", noLAN, []netip.Addr{a("127.0.0.1")}, []netip.Addr{a("127.0.0.1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			public, local := serverAddrs(a(tc.listen), tc.lan)
+			if !slices.Equal(public, tc.public) || !slices.Equal(local, tc.local) {
+				t.Errorf("got %v / %v, want %v / %v", public, local, tc.public, tc.local)
+			}
+		})
 	}
 }
