@@ -947,45 +947,16 @@ func systemFlag(f imap.Flag) bool {
 // Deliver stores msg in user's mailbox with the given flags and internal date (zero:
 // now), and returns its UID. A missing INBOX is created (with the default mailboxes for a
 // new user); any other missing mailbox is ErrNoMailbox. The message is durable when
-// Deliver returns. It is used by SMTP/LMTP delivery, submission (Sent) and import.
+// Deliver returns. It is used by SMTP/LMTP delivery and submission (Sent); import stores
+// many messages per commit with DeliverBatch.
 func (b *Backend) Deliver(ctx context.Context, user, mailbox string, msg []byte, flags []imap.Flag, date time.Time) (imap.UID, error) {
-	if len(msg) == 0 {
-		return 0, fmt.Errorf("mail: deliver to %s: %w: empty message", user, ErrInvalid)
-	}
-	if int64(len(msg)) > b.limit {
-		return 0, fmt.Errorf("mail: deliver to %s: %w (%d > %d bytes)", user, ErrTooBig, len(msg), b.limit)
-	}
-	flags, err := checkFlags(flags)
+	in, err := b.checkIncoming(Incoming{Body: msg, Flags: flags, Date: date})
 	if err != nil {
 		return 0, fmt.Errorf("mail: deliver to %s: %w", user, err)
 	}
-	if date.IsZero() {
-		date = b.now()
-	}
-	us, err := b.user(ctx, user)
+	uids, err := b.deliver(ctx, user, mailbox, []Incoming{in})
 	if err != nil {
 		return 0, err
 	}
-	if err := us.lock(ctx); err != nil {
-		return 0, err
-	}
-	defer us.mu.Unlock()
-	name := normalizeName(mailbox)
-	// A user who never logged in has no mailboxes yet: the first delivery (to INBOX, or
-	// the Sent copy of a first submission) creates the default ones.
-	if name == "INBOX" || len(us.boxes) == 0 {
-		if err := us.ensureLocked(ctx); err != nil {
-			return 0, err
-		}
-	}
-	var uid imap.UID
-	err = us.update(ctx, "deliver to "+name, func(t *tx) error {
-		m := us.byName[name]
-		if m == nil {
-			return fmt.Errorf("mail: deliver to %s %q: %w", user, mailbox, ErrNoMailbox)
-		}
-		uid = t.insert(m, msg, "", 0, flags, date)
-		return nil
-	})
-	return uid, err
+	return uids[0], nil
 }

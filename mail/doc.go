@@ -27,7 +27,8 @@
 //
 // Every change (APPEND, STORE, EXPUNGE, COPY, MOVE, CREATE, ...) is one commit (bulk
 // operations over more than 3000 messages are split into several commits, each of them
-// consistent), durable before the client hears OK. Commits are compare-and-swap on the
+// consistent), durable before the client hears OK. DeliverBatch (used by
+// "hearth mail import") stores up to MaxBatchMessages messages in one commit. Commits are compare-and-swap on the
 // branch head: a writer that lost the race (another process delivering, a REST client)
 // catches up with the store and retries, so a UID is never handed out twice.
 //

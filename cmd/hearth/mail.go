@@ -19,7 +19,7 @@ import (
 // "hearth bench imap".
 func mailCommands() []command {
 	return []command{
-		{"mail import", "[-data DIR] [-mailbox NAME] USER PATH", "import an mbox file or a Maildir directory (flags, dates and subfolders kept) into a user's mail", cmdMailImport},
+		{"mail import", "[-data DIR] [-mailbox NAME] USER PATH", "import an mbox file or a Maildir directory (flags, dates and subfolders kept) into a user's mail, up to 1000 messages per commit", cmdMailImport},
 		{"mail export", "[-data DIR] USER OUTDIR", "write a user's mail as a Maildir: one subfolder per mailbox, flags in names, mtime = date", cmdMailExport},
 		{"mail restore", "[-data DIR] USER MAILBOX --since TIME", "bring back the messages of a mailbox deleted or expunged since TIME", cmdMailRestore},
 		{"bench imap", "[-clients 10,50] [-duration 10s] [-peers DIR]", "measure the mail appliance's IMAP beside Dovecot: ops/s per operation, memory", cmdBenchIMAP},
@@ -86,9 +86,19 @@ func cmdMailImport(ctx context.Context, s stdio, args []string) int {
 }
 
 // importMail imports the mbox file or Maildir at path into user's mail; an mbox goes into
-// mailbox. Line endings become CRLF, as IMAP wants. It returns how many messages it
-// imported and into how many mailboxes.
+// mailbox. Line endings become CRLF, as IMAP wants. Messages are stored in batches (one
+// commit each, up to mail.MaxBatchMessages messages and mail.MaxBatchBytes bytes, one
+// mailbox per batch). It returns how many messages it imported and into how many
+// mailboxes; on failure, those counts are of what was stored before it.
 func importMail(ctx context.Context, b *mail.Backend, user, path, mailbox string) (int, int, error) {
+	return importMailBatched(ctx, b, user, path, mailbox, mail.MaxBatchMessages, mail.MaxBatchBytes)
+}
+
+// importMailBatched is importMail with the batch limits given (tests make them small).
+func importMailBatched(ctx context.Context, b *mail.Backend, user, path, mailbox string, maxMsgs, maxBytes int) (int, int, error) {
+	if maxMsgs <= 0 || maxMsgs > mail.MaxBatchMessages || maxBytes <= 0 || maxBytes > mail.MaxBatchBytes {
+		return 0, 0, fmt.Errorf("import: batch limits %d messages, %d bytes: %w", maxMsgs, maxBytes, mail.ErrInvalid)
+	}
 	if err := b.EnsureUser(ctx, user); err != nil {
 		return 0, 0, err
 	}
@@ -96,36 +106,10 @@ func importMail(ctx context.Context, b *mail.Backend, user, path, mailbox string
 	if err != nil {
 		return 0, 0, err
 	}
-	have := map[string]bool{}
+	im := &importer{ctx: ctx, b: b, user: user, maxMsgs: maxMsgs, maxBytes: maxBytes,
+		have: map[string]bool{}, used: map[string]bool{}}
 	for _, m := range existing {
-		have[m.Name] = true
-	}
-	used := map[string]bool{}
-	n := 0
-	put := func(m *migrate.Message) error {
-		name := m.Mailbox
-		if strings.EqualFold(name, "INBOX") {
-			name = "INBOX"
-		}
-		if !have[name] {
-			if err := b.CreateMailbox(ctx, user, name, ""); err != nil && !errors.Is(err, mail.ErrExists) {
-				return fmt.Errorf("create mailbox %q: %w", name, err)
-			}
-			have[name] = true
-		}
-		if len(m.Body) == 0 {
-			return nil // nothing to keep
-		}
-		if _, err := b.Deliver(ctx, user, name, migrate.ToCRLF(m.Body), m.Flags, m.Date); err != nil {
-			where := m.Path
-			if where == "" {
-				where = fmt.Sprintf("message %d", n+1)
-			}
-			return fmt.Errorf("%s: %w", where, err)
-		}
-		used[name] = true
-		n++
-		return nil
+		im.have[m.Name] = true
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -133,28 +117,114 @@ func importMail(ctx context.Context, b *mail.Backend, user, path, mailbox string
 	}
 	limit := int(b.AppendLimit())
 	if fi.IsDir() {
-		err = migrate.ReadMaildir(path, limit, put)
-		return n, len(used), err
+		err = migrate.ReadMaildir(path, limit, im.add)
+	} else {
+		err = im.readMbox(path, mailbox, limit)
 	}
+	// What was read before a reader's error is stored, as a message-by-message import
+	// would have done.
+	if ferr := im.flush(); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	return im.n, len(im.used), err
+}
+
+// importer buffers messages of one mailbox and stores them a batch at a time.
+type importer struct {
+	ctx      context.Context
+	b        *mail.Backend
+	user     string
+	maxMsgs  int
+	maxBytes int
+
+	have map[string]bool // mailboxes that exist
+	used map[string]bool // mailboxes something was imported into
+	n    int             // messages stored
+	read int             // messages read
+
+	box     string          // mailbox of the pending batch
+	pending []mail.Incoming // the batch
+	where   []string        // where each pending message came from
+	size    int             // bytes in the batch
+}
+
+// readMbox reads the mbox file at path into mailbox.
+func (im *importer) readMbox(path, mailbox string, limit int) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer f.Close()
 	r := migrate.NewMboxReader(f, limit)
 	for {
 		m, err := r.Next()
 		if err == io.EOF {
-			return n, len(used), nil
+			return nil
 		}
 		if err != nil {
-			return n, len(used), err
+			return err
 		}
 		m.Mailbox = mailbox
-		if err := put(m); err != nil {
-			return n, len(used), err
+		if err := im.add(m); err != nil {
+			return err
 		}
 	}
+}
+
+// add queues one message, storing the pending batch first when m goes to another
+// mailbox or would take the batch over its limits.
+func (im *importer) add(m *migrate.Message) error {
+	im.read++
+	name := m.Mailbox
+	if strings.EqualFold(name, "INBOX") {
+		name = "INBOX"
+	}
+	if !im.have[name] {
+		if err := im.b.CreateMailbox(im.ctx, im.user, name, ""); err != nil && !errors.Is(err, mail.ErrExists) {
+			return fmt.Errorf("create mailbox %q: %w", name, err)
+		}
+		im.have[name] = true
+	}
+	if len(m.Body) == 0 {
+		return nil // nothing to keep
+	}
+	body := migrate.ToCRLF(m.Body)
+	if len(im.pending) > 0 && (name != im.box || len(im.pending) >= im.maxMsgs || im.size+len(body) > im.maxBytes) {
+		if err := im.flush(); err != nil {
+			return err
+		}
+	}
+	where := m.Path
+	if where == "" {
+		where = fmt.Sprintf("message %d", im.read)
+	}
+	im.box = name
+	im.pending = append(im.pending, mail.Incoming{Body: body, Flags: m.Flags, Date: m.Date})
+	im.where = append(im.where, where)
+	im.size += len(body)
+	return nil
+}
+
+// flush stores the pending batch in one commit. A batch is all or nothing: on failure
+// the error names the message at fault (or the batch's range) and how many messages
+// were imported before.
+func (im *importer) flush() error {
+	if len(im.pending) == 0 {
+		return nil
+	}
+	batch, where := im.pending, im.where
+	im.pending, im.where, im.size = nil, nil, 0
+	if _, err := im.b.DeliverBatch(im.ctx, im.user, im.box, batch); err != nil {
+		at := fmt.Sprintf("batch of %d messages (%s to %s)", len(batch), where[0], where[len(where)-1])
+		var be *mail.BatchError
+		if errors.As(err, &be) && be.Index >= 0 && be.Index < len(where) {
+			at = where[be.Index]
+		}
+		return fmt.Errorf("%s: %w (%d messages imported before it; its batch of %d into %q was not)", at, err, im.n, len(batch), im.box)
+	}
+	im.used[im.box] = true
+	im.n += len(batch)
+	return nil
 }
 
 func cmdMailExport(ctx context.Context, s stdio, args []string) int {

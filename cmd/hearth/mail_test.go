@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +16,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/hearth-home/hearth/mail"
 	"github.com/hearth-home/hearth/mail/migrate"
+	"github.com/hearth-home/hearth/store"
+	"github.com/hearth-home/hearth/store/memstore"
 )
 
 // mailData makes a data directory with user alice.
@@ -283,6 +290,311 @@ func TestParseSince(t *testing.T) {
 			if (err != nil) != tt.err || (!tt.err && !got.Equal(tt.want)) {
 				t.Fatalf("= %v %v, want %v (error %v)", got, err, tt.want, tt.err)
 			}
+		})
+	}
+}
+
+// countDeliveries counts the commits of user's mail repository that delivered messages.
+func countDeliveries(t *testing.T, st store.Store) int {
+	t.Helper()
+	log, err := st.Log(context.Background(), store.DefaultBranch, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range log {
+		if strings.HasPrefix(c.Message, "deliver") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMailImportBatched imports an mbox of more messages than one batch holds into
+// INBOX and a Maildir with two mailboxes, one of them over a batch too, checks that it
+// took one commit per batch, and reads every message back with the Go IMAP client.
+func TestMailImportBatched(t *testing.T) {
+	data := mailData(t)
+	dir := t.TempDir()
+	base := time.Date(2019, 1, 2, 3, 4, 5, 0, time.UTC)
+	type wantMsg struct {
+		flags string
+		date  time.Time
+	}
+	want := map[string]map[string]wantMsg{"INBOX": {}, "Lists/go": {}}
+
+	const nMbox = mail.MaxBatchMessages + 250
+	var mbox bytes.Buffer
+	for i := range nMbox {
+		status, flags := "", ""
+		if i%4 == 0 {
+			status, flags = "Status: RO\n", `\Seen` // the flags of an mbox are in its headers
+		}
+		m := &migrate.Message{Date: base.Add(time.Duration(i) * time.Minute),
+			Body: []byte(fmt.Sprintf("From: m%d@example.org\nSubject: mbox %d\n%s\n%s\n", i, i, status, strings.Repeat("text ", i%50)))}
+		if err := migrate.WriteMbox(&mbox, m); err != nil {
+			t.Fatal(err)
+		}
+		want["INBOX"][string(migrate.ToCRLF(m.Body))] = wantMsg{flags, m.Date}
+	}
+	path := filepath.Join(dir, "big.mbox")
+	if err := os.WriteFile(path, mbox.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd(t, "", "mail", "import", "-data", data, "alice", path)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("imported %d messages into 1 mailboxes", nMbox)) {
+		t.Fatalf("import mbox: %d %q %q", code, stdout, stderr)
+	}
+
+	src := filepath.Join(dir, "Maildir")
+	boxes := []struct {
+		box, sub string
+		n        int
+	}{{"INBOX", "", 5}, {"Lists/go", ".Lists.go", mail.MaxBatchMessages + 10}}
+	for _, b := range boxes {
+		for i := range b.n {
+			body := fmt.Sprintf("From: x@example.org\nSubject: %s %d\n\nmaildir body\n", b.box, i)
+			name, flags := fmt.Sprintf("%d.M%d.host:2,", i, i), ""
+			if i%3 == 0 {
+				name, flags = name+"FS", `\Flagged \Seen`
+			}
+			date := base.Add(time.Duration(i) * time.Hour)
+			writeMaildirFile(t, filepath.Join(src, b.sub), "cur", name, body, date)
+			want[b.box][string(migrate.ToCRLF([]byte(body)))] = wantMsg{flags, date}
+		}
+	}
+	code, stdout, stderr = runCmd(t, "", "mail", "import", "-data", data, "alice", src)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("imported %d messages into 2 mailboxes", 5+mail.MaxBatchMessages+10)) {
+		t.Fatalf("import Maildir: %d %q %q", code, stdout, stderr)
+	}
+
+	// One commit per batch: 2 for the mbox, 1 for the Maildir's INBOX, 2 for Lists/go.
+	repos, err := store.OpenRepos(filepath.Join(data, "repos"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := repos.Open(context.Background(), mail.RepoName("alice"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countDeliveries(t, st); n != 5 {
+		t.Errorf("%d delivery commits, want 5", n)
+	}
+	repos.Close()
+
+	addr, _ := serveIMAP(t, data)
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", benchIMAPPassword+"-alice").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for box, msgs := range want {
+		sel, err := c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(sel.NumMessages) != len(msgs) {
+			t.Errorf("%s: %d messages, want %d", box, sel.NumMessages, len(msgs))
+		}
+		got, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, m := range got {
+			var body string
+			for _, b := range m.BodySection {
+				body = string(b.Bytes)
+			}
+			w, ok := msgs[body]
+			if !ok || seen[body] {
+				t.Errorf("%s UID %d: unexpected or repeated message %q", box, m.UID, body)
+				continue
+			}
+			seen[body] = true
+			if g := flagString(m.Flags); g != w.flags || !m.InternalDate.Equal(w.date) {
+				t.Errorf("%s UID %d: flags %q date %v, want %q %v", box, m.UID, g, m.InternalDate, w.flags, w.date)
+			}
+		}
+		if len(seen) != len(msgs) {
+			t.Errorf("%s: fetched %d of %d messages", box, len(seen), len(msgs))
+		}
+	}
+	c.Logout().Wait()
+}
+
+// TestMailImportBatchLimits: batches end at the message and byte limits and at a
+// mailbox change; a refused message fails its whole batch, and the error says which
+// message it was and how many were imported before.
+func TestMailImportBatchLimits(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	msg := func(i int) *migrate.Message {
+		return &migrate.Message{Date: time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC),
+			Body: []byte(fmt.Sprintf("Subject: m%03d\n\n%s\n", i, strings.Repeat("x", 80)))} // 100 bytes with CRLF
+	}
+	var mbox bytes.Buffer
+	for i := range 10 {
+		migrate.WriteMbox(&mbox, msg(i))
+	}
+	path := filepath.Join(dir, "ten.mbox")
+	if err := os.WriteFile(path, mbox.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		maxMsgs  int
+		maxBytes int
+		commits  int
+	}{
+		{"one batch", 1000, 1 << 20, 1},
+		{"by count", 3, 1 << 20, 4},
+		{"by bytes", 1000, 250, 5},
+		{"one per message", 1, 1 << 20, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := memstore.NewRepos(nil)
+			b, err := mail.NewBackend(repos, mail.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			n, boxes, err := importMailBatched(ctx, b, "alice", path, "INBOX", tc.maxMsgs, tc.maxBytes)
+			if err != nil || n != 10 || boxes != 1 {
+				t.Fatalf("import: %d %d %v", n, boxes, err)
+			}
+			st, _ := repos.Open(ctx, mail.RepoName("alice"), false)
+			if got := countDeliveries(t, st); got != tc.commits {
+				t.Errorf("%d delivery commits, want %d", got, tc.commits)
+			}
+			var subjects []string
+			b.Messages(ctx, "alice", "INBOX", func(m mail.Message) error {
+				body, _ := m.Body(ctx)
+				subjects = append(subjects, string(body[:13]))
+				return nil
+			})
+			if len(subjects) != 10 || subjects[0] != "Subject: m000" || subjects[9] != "Subject: m009" {
+				t.Errorf("stored in wrong order or incomplete: %q", subjects)
+			}
+		})
+	}
+	if _, _, err := importMailBatched(ctx, nil, "alice", path, "INBOX", 0, 100); !errors.Is(err, mail.ErrInvalid) {
+		t.Errorf("zero batch size: %v", err)
+	}
+
+	// Message 6 fits the reader's limit with LF endings but not the append limit once
+	// its lines end in CRLF: its batch (4-6) is refused as a whole.
+	mbox.Reset()
+	for i := range 8 {
+		m := msg(i)
+		if i == 5 {
+			m.Body = []byte("Subject: long\n\n" + strings.Repeat("line\n", 380))
+		}
+		migrate.WriteMbox(&mbox, m)
+	}
+	os.WriteFile(path, mbox.Bytes(), 0o600)
+	repos := memstore.NewRepos(nil)
+	b, err := mail.NewBackend(repos, mail.Options{AppendLimit: 2000, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n, _, err := importMailBatched(ctx, b, "alice", path, "INBOX", 3, 1<<20)
+	if !errors.Is(err, mail.ErrTooBig) || n != 3 || !strings.Contains(err.Error(), "message 6:") ||
+		!strings.Contains(err.Error(), "3 messages imported before it") {
+		t.Fatalf("import with a message too big: n=%d err=%v", n, err)
+	}
+	count := 0
+	b.Messages(ctx, "alice", "INBOX", func(mail.Message) error { count++; return nil })
+	if count != 3 {
+		t.Errorf("INBOX has %d messages after the failed batch, want 3", count)
+	}
+}
+
+// writeBenchMbox writes an mbox of n messages of 2–20 KB of text (deterministic), a
+// tenth of them with an attachment-like base64 part, a third \Seen.
+func writeBenchMbox(tb testing.TB, path string, n int) int64 {
+	tb.Helper()
+	words := strings.Fields("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua")
+	rnd := uint64(42)
+	next := func(k int) int { // xorshift: deterministic without math/rand's global state
+		rnd ^= rnd << 13
+		rnd ^= rnd >> 7
+		rnd ^= rnd << 17
+		return int(rnd % uint64(k))
+	}
+	var buf bytes.Buffer
+	base := time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		var m strings.Builder
+		fmt.Fprintf(&m, "From: Sender %d <s%d@example.org>\nTo: alice@example.org\nSubject: message %d %s %s\n", i%37, i%37, i, words[next(len(words))], words[next(len(words))])
+		fmt.Fprintf(&m, "Date: %s\nMessage-ID: <bench%d@example.org>\n", base.Add(time.Duration(i)*time.Hour).Format(time.RFC1123Z), i)
+		if i%3 == 0 {
+			m.WriteString("Status: RO\n")
+		}
+		m.WriteString("MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n")
+		size := 2000 + next(18000)
+		for m.Len() < size {
+			for range 12 {
+				m.WriteString(words[next(len(words))])
+				m.WriteByte(' ')
+			}
+			m.WriteByte('\n')
+		}
+		if err := migrate.WriteMbox(&buf, &migrate.Message{Body: []byte(m.String()), Date: base.Add(time.Duration(i) * time.Hour)}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return int64(buf.Len())
+}
+
+// BenchmarkMailImport imports a 5 000-message mbox (2–20 KB each) into a fresh git store
+// one commit per message (what import did before: batches of one, the same path as
+// Deliver) and in batches of mail.MaxBatchMessages. Metrics: messages/s and commits.
+func BenchmarkMailImport(b *testing.B) {
+	const n = 5000
+	path := filepath.Join(b.TempDir(), "bench.mbox")
+	size := writeBenchMbox(b, path, n)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name  string
+		batch int
+	}{{"per-message", 1}, {"batched", mail.MaxBatchMessages}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(size)
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				repos, err := store.OpenRepos(filepath.Join(b.TempDir(), "repos"), &store.Options{Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				mb, err := mail.NewBackend(repos, mail.Options{Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				got, _, err := importMailBatched(ctx, mb, "alice", path, "INBOX", bc.batch, mail.MaxBatchBytes)
+				total += time.Since(start)
+				b.StopTimer()
+				if err != nil || got != n {
+					b.Fatalf("imported %d: %v", got, err)
+				}
+				mb.Close()
+				repos.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "msgs/s")
+			b.ReportMetric(float64((n+bc.batch-1)/bc.batch), "commits/op")
 		})
 	}
 }
