@@ -176,6 +176,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/app-passwords", h.authed(h.addOwnAppPassword))
 	m.HandleFunc("POST /account/app-passwords/revoke", h.authed(h.revokeOwnAppPassword))
 	m.HandleFunc("GET /setup", h.authed(h.setup))
+	m.HandleFunc("GET "+MobileconfigPath, h.authed(h.mobileconfig))
+	m.HandleFunc("POST "+MobileconfigPath, h.authed(h.mobileconfig))
 	m.HandleFunc("GET /ca.pem", h.caPEM)
 	if h.met.handler != nil {
 		m.HandleFunc("GET /metrics", h.metricsPage)

@@ -20,8 +20,9 @@
 //     which a new user picks their name and password. Invitations are kept in the store
 //     repository system/dashboard, under the SHA-256 of their secret; they expire after
 //     use or after InvitationLifetime.
-//   - Setup: per-client instructions, the home CA certificate (/ca.pem) and the
-//     autodiscovery names.
+//   - Setup: per-client instructions, the home CA certificate (/ca.pem), the
+//     autodiscovery names, and an Apple configuration profile (/setup/hearth.mobileconfig:
+//     the CA, mail, CardDAV and CalDAV accounts; optionally with a new app password).
 //   - Account: the user's own app passwords and password.
 //   - Metrics: logins, restores, CSRF refusals and requests by route, registered with
 //     Options.Registerer or served at /metrics to loopback clients and the admin.

@@ -32,11 +32,12 @@ type setupData struct {
 	Contacts   string // https://contacts.DOMAIN:PORT/
 	Calendar   string
 	Dashboard  string
+	Profile    string // the Apple configuration profile's path
 }
 
 func (h *Handler) setup(w http.ResponseWriter, r request) {
 	n := h.opts.Names
-	d := setupData{User: r.sess.user, Domain: n.Domain, HasCA: h.opts.CA != nil}
+	d := setupData{User: r.sess.user, Domain: n.Domain, HasCA: h.opts.CA != nil, Profile: MobileconfigPath}
 	for _, a := range n.Appliances {
 		for _, p := range a.Ports {
 			if p.Loopback || p.Proto != "tcp" {

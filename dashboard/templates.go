@@ -165,7 +165,9 @@ button{cursor:pointer}
 <p>Add a mail account with manual configuration: incoming IMAP {{.Mail}} port {{.MailIMAPS}}, SSL/TLS, normal password; outgoing SMTP {{.Mail}} port {{.MailSubmit}}, STARTTLS, normal password; user name {{.User}}.
 Address book: New CardDAV address book, URL {{.Contacts}}. Calendar: New calendar → On the network, location {{.Calendar}}.</p>
 <h3>Apple Mail, Contacts, Calendar</h3>
-<p>Settings → Mail → Accounts → Add Account → Other: Mail account (IMAP host {{.Mail}} port {{.MailIMAPS}} with SSL, SMTP {{.Mail}} port {{.MailSubmit}}); Add CardDAV Account with server {{.Contacts}}; Add CalDAV Account with server {{.Calendar}}.</p>
+<p id="apple-profile"><a href="{{.Profile}}" download>Download the configuration profile</a> for iPhone, iPad and Mac: it installs {{if .HasCA}}Hearth's certificate and {{end}}your mail, contacts and calendar accounts in one go (open it, then Settings → General → VPN &amp; Device Management → install{{if .HasCA}}; on iOS then enable the certificate under General → About → Certificate Trust Settings{{end}}). The device asks for your password (use an app password) when you install it.</p>
+<form method="post" action="{{.Profile}}"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button type="submit" id="apple-profile-password">Download it with a new app password for this device</button> (the file then holds that password: keep it safe, delete it once installed, and revoke the password on your <a href="/account">account</a> page if the file is lost)</form>
+<p>Or by hand: Settings → Mail → Accounts → Add Account → Other: Mail account (IMAP host {{.Mail}} port {{.MailIMAPS}} with SSL, SMTP {{.Mail}} port {{.MailSubmit}}); Add CardDAV Account with server {{.Contacts}}; Add CalDAV Account with server {{.Calendar}}.</p>
 <h3>DAVx5 (Android)</h3>
 <p>Add account → Login with URL and user name: base URL {{.Contacts}} for contacts and {{.Calendar}} for calendars (or just https://{{.Domain}} if your DNS points at Hearth: DAVx5 finds the rest through the SRV records below).</p>
 <h3>khal / vdirsyncer</h3>
