@@ -6,7 +6,8 @@
 //	     [-smtp 127.0.0.1:1025] [-submission 127.0.0.1:1587] [-idle-exit 5m]
 //	     [-domain home.arpa] [-extra-domains a.org,b.org] [-aliases FILE]
 //	     [-smarthost host:port] [-smarthost-credentials FILE] [-max-message-size BYTES]
-//	     [-metrics 127.0.0.1:9124] [-log-format json]
+//	     [-metrics 127.0.0.1:9124] [-log-format json] [-imap-max-conns 500]
+//	     [-imap-idle-timeout 35m] [-imap-command-timeout 1m] [-imap-max-commands-per-second 1000]
 //
 // Socket-activated, the descriptors are named (LISTEN_FDNAMES) imap, imaps, lmtp, smtp and
 // submission, as in signpost.DefaultNames; imaps gets TLS from the home CA, imap, smtp and
@@ -75,7 +76,11 @@ type config struct {
 	maxMessage    int64
 	metrics       string
 	logFormat     string
+	imap          mail.ServerOptions // its limits; TLSConfig and Logger are set by run
 }
+
+// maxIMAPConns bounds -imap-max-conns: each connection costs memory and a goroutine.
+const maxIMAPConns = 100000
 
 func parseFlags(args []string) (config, int, bool) {
 	fs := flag.NewFlagSet("mail", flag.ContinueOnError)
@@ -93,6 +98,10 @@ func parseFlags(args []string) (config, int, bool) {
 	fs.StringVar(&c.smarthostCred, "smarthost-credentials", "", "file holding \"user:password\" for the smarthost")
 	fs.StringVar(&c.smarthostTLS, "smarthost-tls", "starttls", "smarthost encryption: starttls, starttls-required, tls or none")
 	fs.Int64Var(&c.maxMessage, "max-message-size", delivery.DefaultMaxMessageBytes, "largest message accepted, in bytes")
+	fs.IntVar(&c.imap.MaxConns, "imap-max-conns", mail.DefaultMaxConns, "most open IMAP connections")
+	fs.DurationVar(&c.imap.IdleTimeout, "imap-idle-timeout", mail.DefaultIdleTimeout, "how long a logged-in IMAP client may stay silent (at least 30m, RFC 9051)")
+	fs.DurationVar(&c.imap.CommandTimeout, "imap-command-timeout", mail.DefaultCommandTimeout, "how long an IMAP client may take to send one command")
+	fs.Float64Var(&c.imap.MaxCommandsPerSecond, "imap-max-commands-per-second", mail.DefaultMaxCommandsPerSecond, "sustained IMAP command rate per connection (negative: unlimited)")
 	fs.StringVar(&c.metrics, "metrics", "", "loopback address to serve Prometheus /metrics on when not socket-activated (empty: none)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: "+signpost.LogFormats)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -120,6 +129,14 @@ func parseFlags(args []string) (config, int, bool) {
 		problem = fmt.Sprintf("-max-message-size must be from 1 to %d", delivery.MaxMaxMessageBytes)
 	case c.smarthostCred != "" && c.smarthost == "":
 		problem = "-smarthost-credentials needs -smarthost"
+	case c.imap.MaxConns < 1 || c.imap.MaxConns > maxIMAPConns:
+		problem = fmt.Sprintf("-imap-max-conns must be from 1 to %d", maxIMAPConns)
+	case c.imap.IdleTimeout < 30*time.Minute:
+		problem = "-imap-idle-timeout must be at least 30m (RFC 9051)"
+	case c.imap.CommandTimeout < time.Second:
+		problem = "-imap-command-timeout must be at least 1s"
+	case c.imap.MaxCommandsPerSecond == 0:
+		problem = "-imap-max-commands-per-second must not be 0 (negative: unlimited)"
 	case fs.NArg() > 0:
 		problem = fmt.Sprintf("unexpected arguments %q", fs.Args())
 	}
@@ -369,7 +386,7 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 		return err
 	}
 	defer backend.Close()
-	imapSrv := newIMAPServer(backend, tlsConfig, logger)
+	imapSrv := newIMAPServer(backend, c.imap, tlsConfig, logger)
 	deliv, err := delivery.NewServer(backend, delivery.AccountsUsers(accounts), dopts)
 	if err != nil {
 		closeListeners()

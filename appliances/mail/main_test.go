@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -362,6 +363,10 @@ func TestBadFlags(t *testing.T) {
 		{"credentials without smarthost", []string{"-data", "x", "-smarthost-credentials", "f"}},
 		{"bad smarthost tls", []string{"-data", "x", "-smarthost", "h:25", "-smarthost-tls", "maybe"}},
 		{"extra argument", []string{"-data", "x", "extra"}},
+		{"no IMAP connections", []string{"-data", "x", "-imap-max-conns", "0"}},
+		{"IMAP idle timeout under 30m", []string{"-data", "x", "-imap-idle-timeout", "5m"}},
+		{"IMAP command timeout under 1s", []string{"-data", "x", "-imap-command-timeout", "10ms"}},
+		{"IMAP command rate 0", []string{"-data", "x", "-imap-max-commands-per-second", "0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,5 +408,48 @@ func TestReadAliasesAndCredentials(t *testing.T) {
 	os.WriteFile(cred, []byte("nopassword\n"), 0o600)
 	if _, _, err := readCredentials(cred); err == nil {
 		t.Fatal("readCredentials accepted a line without a colon")
+	}
+}
+
+// TestIMAPMaxConnsFlag starts the appliance with -imap-max-conns 2: two clients are
+// served, a third gets BYE at once, and once one leaves a new one is served again.
+func TestIMAPMaxConnsFlag(t *testing.T) {
+	data := dataWithUser(t)
+	imapAddr := freeAddr(t)
+	startProc(t, []string{"-data", data, "-imap", imapAddr, "-imap-max-conns", "2"}, nil)
+	waitConn(t, imapAddr)
+	greeting := func() string {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", imapAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("greeting: %v", err)
+		}
+		return line
+	}
+	c1 := login(t, imapAddr)
+	if g := greeting(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("second connection: %q", g)
+	}
+	if g := greeting(); !strings.HasPrefix(g, "* BYE") {
+		t.Fatalf("third connection: %q, want BYE", g)
+	}
+	c1.Logout().Wait()
+	c1.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g := greeting()
+		if strings.HasPrefix(g, "* OK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a client left: %q", g)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
