@@ -225,6 +225,9 @@ type relayed struct {
 	data string
 	tls  bool
 	user string
+	body smtp.BodyType // MAIL FROM's BODY= ("" when not given)
+	size int64         // MAIL FROM's SIZE= (0 when not given)
+	utf8 bool          // MAIL FROM's SMTPUTF8
 }
 
 // smarthost is a go-smtp server that records what it gets. It offers STARTTLS and, when
@@ -239,7 +242,7 @@ type smarthost struct {
 	rejectRcpt string
 }
 
-func newSmarthost(t testing.TB, tlsConfig *tls.Config, user, pass string) *smarthost {
+func newSmarthost(t testing.TB, tlsConfig *tls.Config, user, pass string, configure ...func(*smtp.Server)) *smarthost {
 	t.Helper()
 	h := &smarthost{got: make(chan relayed, 10), user: user, pass: pass}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -250,6 +253,9 @@ func newSmarthost(t testing.TB, tlsConfig *tls.Config, user, pass string) *smart
 	srv.TLSConfig = tlsConfig
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slogAdapter{quietLogger()}
+	for _, f := range configure {
+		f(srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -279,11 +285,14 @@ func (s *hostSession) Auth(string) (sasl.Server, error) {
 }
 func (s *hostSession) Reset()        { s.r = relayed{} }
 func (s *hostSession) Logout() error { return nil }
-func (s *hostSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *hostSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.h.user != "" && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
 	s.r.from = from
+	if opts != nil {
+		s.r.body, s.r.size, s.r.utf8 = opts.Body, opts.Size, opts.UTF8
+	}
 	return nil
 }
 func (s *hostSession) Rcpt(to string, _ *smtp.RcptOptions) error {

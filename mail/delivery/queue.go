@@ -364,7 +364,11 @@ func (q *queue) relay(ctx context.Context, from string, to []string, msg []byte)
 			return nil, temporary{fmt.Errorf("delivery: smarthost auth: %w", err)}
 		}
 	}
-	if err := c.Mail(from, nil); err != nil {
+	opts, err := relayMailOptions(c, from, to, msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Mail(from, opts); err != nil {
 		return nil, fmt.Errorf("delivery: smarthost MAIL: %w", err)
 	}
 	results = map[string]error{}
@@ -580,4 +584,36 @@ func headerSection(msg []byte, n int) []byte {
 	}
 	h = bytes.ReplaceAll(h, []byte("\r\n"), []byte("\n"))
 	return bytes.ReplaceAll(h, []byte("\n"), []byte("\r\n"))
+}
+
+// relayMailOptions returns the MAIL FROM parameters for relaying msg: its SIZE (RFC 1870;
+// a smarthost with a lower limit refuses it before the data is sent), and SMTPUTF8 when
+// an address is not ASCII (RFC 6531). A smarthost without SMTPUTF8 cannot take such an
+// address at all: that is a permanent failure (5.6.7), and the sender gets a bounce at
+// once rather than after the retries. (go-smtp's client declares BODY=8BITMIME itself
+// whenever the smarthost offers it.)
+func relayMailOptions(c *smtp.Client, from string, to []string, msg []byte) (*smtp.MailOptions, error) {
+	opts := smtp.MailOptions{Size: int64(len(msg))}
+	utf8 := !isASCII(from)
+	for _, t := range to {
+		utf8 = utf8 || !isASCII(t)
+	}
+	if utf8 {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return nil, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+				Message: "the smarthost does not take internationalized (UTF-8) addresses"}
+		}
+		opts.UTF8 = true
+	}
+	return &opts, nil
+}
+
+// isASCII reports whether s has only 7-bit bytes.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -262,3 +262,57 @@ func TestStatusCode(t *testing.T) {
 		}
 	}
 }
+
+// The relay declares the message's SIZE, BODY=8BITMIME (the smarthost offers it) and
+// SMTPUTF8 for a UTF-8 address when the smarthost offers it; a smarthost without SMTPUTF8
+// cannot take a UTF-8 address, and the sender gets a bounce at once.
+func TestRelaySizeAndSMTPUTF8(t *testing.T) {
+	enqueue := func(t *testing.T, e *env, to, body string) int {
+		t.Helper()
+		rec := record{ID: newID(), User: "alice", From: "alice@home.arpa", To: []string{to}, Created: time.Now().UTC()}
+		msg := "From: alice@home.arpa\r\nTo: " + to + "\r\nSubject: test\r\n\r\n" + body + "\r\n"
+		if err := e.srv.queue.enqueue(context.Background(), rec, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		return len(msg)
+	}
+	for _, tc := range []struct {
+		name, to, body string
+		smtputf8       bool
+	}{
+		{"ASCII", "friend@example.org", "plain text", false},
+		{"8-bit body", "friend@example.org", "Grüße aus der Küche", false},
+		{"UTF-8 address", "jörg@example.org", "plain text", true},
+		{"UTF-8 address and body", "jörg@example.org", "Grüße", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := newSmarthost(t, nil, "", "", func(s *smtp.Server) { s.EnableSMTPUTF8 = tc.smtputf8 })
+			e := newEnv(t, newAccounts(t), Options{Smarthost: &Smarthost{Addr: host.addr}, Outbox: memstore.New(nil)})
+			size := enqueue(t, e, tc.to, tc.body)
+			got := host.wait(t)
+			if got.body != smtp.Body8BitMIME || got.utf8 != tc.smtputf8 || got.to[0] != tc.to || !strings.Contains(got.data, tc.body) {
+				t.Fatalf("relayed BODY=%q SMTPUTF8=%v to %q, want BODY=8BITMIME SMTPUTF8=%v", got.body, got.utf8, got.to, tc.smtputf8)
+			}
+			if got.size < int64(size) || got.size > int64(len(got.data)) {
+				t.Errorf("SIZE=%d for %d bytes relayed", got.size, len(got.data))
+			}
+		})
+	}
+	t.Run("UTF-8 address, smarthost without SMTPUTF8", func(t *testing.T) {
+		host := newSmarthost(t, nil, "", "")
+		outbox := memstore.New(nil)
+		e := newEnv(t, newAccounts(t), Options{Smarthost: &Smarthost{Addr: host.addr}, Outbox: outbox})
+		enqueue(t, e, "jörg@example.org", "plain text")
+		eventually(t, "a bounce", func() bool { return len(e.mb.messages(t, "alice", Inbox)) == 1 })
+		b := e.mb.messages(t, "alice", Inbox)[0]
+		if !strings.Contains(b, "Status: 5.6.7") || !strings.Contains(b, "jörg@example.org") {
+			t.Errorf("bounce:\n%s", b)
+		}
+		eventually(t, "queue empty", func() bool { return len(queued(t, outbox)) == 0 })
+		select {
+		case r := <-host.got:
+			t.Fatalf("the smarthost got %+v", r)
+		default:
+		}
+	})
+}
