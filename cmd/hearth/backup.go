@@ -7,12 +7,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store/backup"
 )
+
+// backupOptions are the options of every backup Runner of cmd/hearth: directory remotes
+// also get the home CA and names.json, so that a restore keeps the CA.
+func backupOptions(logger *slog.Logger) backup.Options {
+	return backup.Options{Logger: logger, Files: signpost.CAFiles()}
+}
 
 // backupCommands are the backup, restore and replica commands.
 func backupCommands() []command {
@@ -20,9 +28,15 @@ func backupCommands() []command {
 		{"backup add", "[-data DIR] [-credentials FILE] [-every D] [-after N] [-repos P,...] REMOTE", "push every repository to REMOTE (a directory or an http(s) git URL) periodically and after N commits", cmdBackupAdd},
 		{"backup status", "[-data DIR]", "show the last success and last error per remote and repository", cmdBackupStatus},
 		{"backup run", "[-data DIR]", "run one pass over every backup remote and replica now", cmdBackupRun},
-		{"restore", "[-data NEWDIR] [-credentials FILE] REMOTE", "rebuild a data directory's repositories (accounts included) from a backup", cmdRestore},
+		{"restore", "[-data NEWDIR] [-credentials FILE] REMOTE", "rebuild a data directory (repositories, accounts, and from a directory backup the home CA) from a backup", cmdRestore},
 		{"replica add", "[-data DIR] [-credentials FILE] [-every D] -repos P,... REMOTE", "sync repositories both ways with another Hearth (pull with merge, then push)", cmdReplicaAdd},
 	}
+}
+
+// isCAFile reports whether rel (relative to the data directory) is one of the home CA's
+// files.
+func isCAFile(rel string) bool {
+	return rel != signpost.NamesFile && slices.Contains(signpost.CAFiles(), rel)
 }
 
 // remoteArg makes a directory remote absolute (hearth up may run elsewhere).
@@ -81,6 +95,11 @@ func cmdBackupAdd(_ context.Context, s stdio, args []string) int {
 			return err
 		}
 		fmt.Fprintf(s.out, "backup to %s every %v and after %d commits; \"hearth up\" runs it, \"hearth backup run\" does a pass now\n", url, *every, *after)
+		if backup.IsHTTP(url) {
+			fmt.Fprintln(s.out, "the home CA is not included (its key must not go to another machine): a restore from this remote makes a new CA that devices must trust again")
+		} else {
+			fmt.Fprintf(s.out, "the home CA and names.json are copied too (%s): a restore keeps the CA devices trust; keep the backup as private as the data\n", strings.Join(signpost.CAFiles(), ", "))
+		}
 		return nil
 	}()
 	if err != nil {
@@ -154,6 +173,18 @@ func printState(s stdio, cfg backup.Config, st backup.State) {
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tREMOTE\tREPOSITORY\tLAST SUCCESS\tLAST ERROR")
 	row := func(kind, url string, rs *backup.RemoteState) {
+		if rs != nil && rs.Files != nil {
+			f := rs.Files
+			ok := "never"
+			if !f.LastSuccess.IsZero() {
+				ok = fmt.Sprintf("%s (%d files, %d copied)", f.LastSuccess.Local().Format(time.DateTime), f.Files, f.Copied)
+			}
+			e := ""
+			if f.LastError != "" {
+				e = f.LastErrorAt.Local().Format(time.DateTime) + " " + oneLine(f.LastError, 120)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", kind, url, "(CA and names files)", ok, e)
+		}
 		if rs == nil || len(rs.Repos) == 0 {
 			fmt.Fprintf(tw, "%s\t%s\t-\tnever\t\n", kind, url)
 			return
@@ -203,7 +234,7 @@ func cmdBackupRun(ctx context.Context, s stdio, args []string) int {
 		fmt.Fprintln(s.err, "hearth backup run:", err)
 		return 1
 	}
-	r, err := backup.Open(*data, backup.Options{Logger: logger})
+	r, err := backup.Open(*data, backupOptions(logger))
 	if err != nil {
 		fmt.Fprintln(s.err, "hearth backup run:", err)
 		return 1
@@ -218,6 +249,9 @@ func cmdBackupRun(ctx context.Context, s stdio, args []string) int {
 	}
 	printState(s, cfg, st)
 	for _, rs := range st.Backups {
+		if f := rs.Files; f != nil && f.LastError != "" && f.LastErrorAt.After(f.LastSuccess) {
+			return 1
+		}
 		for _, r := range rs.Repos {
 			if r.LastError != "" && r.LastErrorAt.After(r.LastSuccess) {
 				return 1
@@ -250,14 +284,33 @@ func cmdRestore(ctx context.Context, s stdio, args []string) int {
 		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return err
 		}
-		names, err := backup.Restore(ctx, *data, url, backup.RestoreOptions{CredentialsFile: *creds, Logger: logger})
-		for _, n := range names {
+		res, err := backup.RestoreAll(ctx, *data, url, backup.RestoreOptions{CredentialsFile: *creds, Logger: logger})
+		for _, f := range res.Files {
+			fmt.Fprintln(s.out, "restored file", f)
+		}
+		for _, n := range res.Repos {
 			fmt.Fprintln(s.out, "restored", n)
+		}
+		if ce := (*backup.FileConflictError)(nil); errors.As(err, &ce) && isCAFile(ce.Rel) {
+			return fmt.Errorf("%s exists and differs from the backup's; move it away to restore the backup's CA (or restore into a new directory)", ce.Path)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(s.out, "%d repositories restored into %s; start it with \"hearth up -data %s\" (a new CA is made: clients must trust it again)\n", len(names), *data, *data)
+		fmt.Fprintf(s.out, "%d repositories restored into %s; start it with \"hearth up -data %s\"\n", len(res.Repos), *data, *data)
+		caRestored := res.HasFiles
+		for _, f := range signpost.CAFiles() {
+			caRestored = caRestored && (!isCAFile(f) || slices.Contains(res.Files, f))
+		}
+		if caRestored {
+			fmt.Fprintln(s.out, "the home CA was restored: devices that trusted it need nothing new")
+		} else if backup.IsHTTP(url) {
+			fmt.Fprintln(s.out, "an HTTP backup holds no CA: a new CA is made, clients must trust it again")
+		} else if !res.HasFiles {
+			fmt.Fprintln(s.out, "this backup holds no CA (made before CAs were backed up): a new CA is made, clients must trust it again")
+		} else {
+			fmt.Fprintln(s.out, "this backup holds no CA (the data directory had none when it was made): a new CA is made, clients must trust it")
+		}
 		return nil
 	}()
 	if err != nil {
@@ -270,7 +323,7 @@ func cmdRestore(ctx context.Context, s stdio, args []string) int {
 // startBackups runs the backup and replica loop of the data directory until ctx ends, for
 // "hearth up"; the returned function stops it and waits.
 func startBackups(ctx context.Context, dataDir string, logger *slog.Logger) (stop func()) {
-	r, err := backup.Open(dataDir, backup.Options{Logger: logger})
+	r, err := backup.Open(dataDir, backupOptions(logger))
 	if err != nil {
 		logger.Warn("backups not running", "err", err)
 		return func() {}

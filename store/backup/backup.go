@@ -11,18 +11,30 @@
 // backup there, with that user's credentials, covers that user's repositories only (use
 // Repos: ["alice/*"]); a whole data directory, system/accounts included, needs a directory
 // remote or a git server that accepts any path. A pass skips a repository whose branches
-// are where the last successful push left them. Runner.Run passes every Remote.Every and
-// as soon as Remote.AfterCommits commits have been made since its last pass (counted
-// with the store's Watch, so commits of other processes count too).
+// are where the last successful push left them. A pass to a directory remote also copies
+// the data directory's files that Options.Files names into URL/_files (FilesDir), at the
+// same relative paths with the same modes, durably, and only those that changed; a file
+// missing from the data directory is skipped (the backup keeps its copy). Runner.Run
+// passes every Remote.Every and as soon as Remote.AfterCommits commits have been made
+// since its last pass (counted with the store's Watch, so commits of other processes
+// count too).
 //
 // # Restore
 //
-// Restore rebuilds a data directory's repositories from a backup: from a directory every
-// repository below it; from HTTP the repositories that GET URL/api/repos lists for the
-// credentials' user (a Hearth store appliance lists the caller's own), each with the
-// branches GET /api/repos/OWNER/NAME/branches lists. Only repositories come back: the
-// home CA and names.json are made afresh (clients must trust the new CA), the accounts
-// come back with system/accounts when it was backed up.
+// Restore rebuilds a data directory from a backup: from a directory every repository
+// below it; from HTTP the repositories that GET URL/api/repos lists for the credentials'
+// user (a Hearth store appliance lists the caller's own), each with the branches GET
+// /api/repos/OWNER/NAME/branches lists. The accounts come back with system/accounts when
+// it was backed up. From a directory the files of URL/_files (FilesDir) come back too,
+// with their modes, before any repository and before anything opens the data directory:
+// with the home CA among them (cmd/hearth backs up DATA/ca's key and certificate and
+// names.json) a restored Hearth keeps its CA, and devices that trusted it need nothing
+// new. A file that already exists in the data directory with other content stops the
+// restore (a *FileConflictError: move it away to restore the backup's); an identical one
+// is fine. An HTTP remote never holds these files (a CA key must not go to another
+// machine), nor does a directory backup made before they were copied: then only
+// repositories come back, and the home CA and names.json are made afresh (clients must
+// trust the new CA).
 //
 // # Replicas
 //
@@ -72,6 +84,10 @@ type Options struct {
 	// Rescan is how often Run rereads the configuration and looks for new repositories
 	// to watch (<= 0: one minute).
 	Rescan time.Duration
+	// Files are files of the data directory (paths relative to it, slash-separated) that a
+	// pass copies to each directory remote, below FilesDir, with their modes; HTTP remotes
+	// never get them. cmd/hearth names the home CA's files and names.json here.
+	Files []string
 }
 
 // Runner runs backup and replica passes over one data directory.
@@ -82,6 +98,7 @@ type Runner struct {
 	now   func() time.Time
 	sig   store.Signature
 	scan  time.Duration
+	files []string
 
 	passMu  sync.Mutex   // one pass at a time
 	commits atomic.Int64 // commits seen by the watches since Run started
@@ -94,8 +111,12 @@ type Runner struct {
 // Open returns a Runner for the data directory dataDir (its repositories are in
 // dataDir/repos). It opens the repositories with MergeRules.
 func Open(dataDir string, opts Options) (*Runner, error) {
+	if err := checkFiles(opts.Files); err != nil {
+		return nil, err
+	}
 	r := &Runner{data: dataDir, log: opts.Logger, now: opts.Now, sig: opts.Author, scan: opts.Rescan,
-		kick: make(chan struct{}, 1), watching: map[string]bool{}}
+		files: append([]string(nil), opts.Files...),
+		kick:  make(chan struct{}, 1), watching: map[string]bool{}}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -178,6 +199,13 @@ func (r *Runner) saveState(results State) (State, error) {
 				cur.Repos = map[string]RepoState{}
 			}
 			cur.LastPass = rs.LastPass
+			if rs.Files != nil {
+				f := *rs.Files
+				if f.LastSuccess.IsZero() && cur.Files != nil { // failed this time: keep the last success
+					f.LastSuccess, f.Files, f.Copied = cur.Files.LastSuccess, cur.Files.Files, cur.Files.Copied
+				}
+				cur.Files = &f
+			}
 			for name, s := range rs.Repos {
 				prev := cur.Repos[name]
 				if s.LastSuccess.IsZero() { // failed this time: keep the last success
@@ -231,6 +259,9 @@ func ensureRemoteRepo(ctx context.Context, rm store.Remote, log *slog.Logger) er
 // backupPass pushes every selected repository to one backup remote.
 func (r *Runner) backupPass(ctx context.Context, b Remote, prev *RemoteState) *RemoteState {
 	out := &RemoteState{LastPass: r.now(), Repos: map[string]RepoState{}}
+	if len(r.files) > 0 && !IsHTTP(b.URL) {
+		out.Files = r.backupFiles(b.URL)
+	}
 	names, err := r.repos.List(ctx)
 	if err != nil {
 		r.log.Error("backup: list repositories", "err", err)

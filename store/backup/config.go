@@ -222,6 +222,8 @@ type RepoState struct {
 type RemoteState struct {
 	LastPass time.Time            `json:"lastPass,omitzero"`
 	Repos    map[string]RepoState `json:"repos"`
+	// Files is how the copies of Options.Files went (directory backup remotes only).
+	Files *FilesState `json:"files,omitempty"`
 }
 
 // State is what the data directory's StateFile says: per remote URL, per repository.
