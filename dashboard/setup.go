@@ -28,11 +28,14 @@ type setupData struct {
 	HasCA      bool
 	Mail       string // mail.DOMAIN
 	MailIMAPS  int
-	MailSubmit int
-	Contacts   string // https://contacts.DOMAIN:PORT/
-	Calendar   string
-	Dashboard  string
-	Profile    string // the Apple configuration profile's path
+	MailSubmit int // submission with STARTTLS
+	// MailSubmitTLS is submissions (implicit TLS, RFC 8314), which Thunderbird and Apple
+	// Mail try first; 0 when the names lack it (a names.json from before it existed).
+	MailSubmitTLS int
+	Contacts      string // https://contacts.DOMAIN:PORT/
+	Calendar      string
+	Dashboard     string
+	Profile       string // the Apple configuration profile's path
 }
 
 func (h *Handler) setup(w http.ResponseWriter, r request) {
@@ -60,10 +63,12 @@ func (h *Handler) setup(w http.ResponseWriter, r request) {
 	}
 	add("imaps", "mail", "imaps")
 	add("imap", "mail", "imap")
+	add("submissions", "mail", "submissions")
 	add("submission", "mail", "submission")
 	add("carddavs", "contacts", "https")
 	add("caldavs", "calendar", "https")
 	d.Mail, d.MailIMAPS, d.MailSubmit = n.FQDN("mail"), n.Port("mail", "imaps"), n.Port("mail", "submission")
+	d.MailSubmitTLS = n.Port("mail", "submissions")
 	url := func(app string) string {
 		return "https://" + n.FQDN(app) + ":" + strconv.Itoa(n.Port(app, "https")) + "/"
 	}

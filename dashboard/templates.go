@@ -162,7 +162,7 @@ button{cursor:pointer}
 <p>Your user name is <b>{{.User}}</b>. Use an app password per device: make them on your <a href="/account">account</a> page.</p>
 <h2>3. Clients</h2>
 <h3>Thunderbird</h3>
-<p>Add a mail account with manual configuration: incoming IMAP {{.Mail}} port {{.MailIMAPS}}, SSL/TLS, normal password; outgoing SMTP {{.Mail}} port {{.MailSubmit}}, STARTTLS, normal password; user name {{.User}}.
+<p>Add a mail account with manual configuration: incoming IMAP {{.Mail}} port {{.MailIMAPS}}, SSL/TLS, normal password; outgoing SMTP {{.Mail}} {{if .MailSubmitTLS}}port {{.MailSubmitTLS}}, SSL/TLS{{else}}port {{.MailSubmit}}, STARTTLS{{end}}, normal password; user name {{.User}}.{{if .MailSubmitTLS}} (Port {{.MailSubmit}} with STARTTLS works too.){{end}}
 Address book: New CardDAV address book, URL {{.Contacts}}. Calendar: New calendar → On the network, location {{.Calendar}}.</p>
 <h3>Apple Mail, Contacts, Calendar</h3>
 <p id="apple-profile"><a href="{{.Profile}}" download>Download the configuration profile</a> for iPhone, iPad and Mac: it installs {{if .HasCA}}Hearth's certificate and {{end}}your mail, contacts and calendar accounts in one go (open it, then Settings → General → VPN &amp; Device Management → install{{if .HasCA}}; on iOS then enable the certificate under General → About → Certificate Trust Settings{{end}}). The device asks for your password (use an app password) when you install it.</p>

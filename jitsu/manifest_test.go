@@ -183,6 +183,7 @@ func TestBuiltinManifests(t *testing.T) {
 			Sockets: []Socket{{Name: "https", Proto: "tcp", Addr: ":8443"}, {Name: "http", Proto: "tcp", Addr: "127.0.0.1:8088"}}},
 		{Name: "mail", Exec: exec("mail"), IdleTimeout: 5 * time.Minute, Sockets: []Socket{
 			{Name: "imaps", Proto: "tcp", Addr: ":9993"}, {Name: "imap", Proto: "tcp", Addr: ":9143"},
+			{Name: "submissions", Proto: "tcp", Addr: ":9465"},
 			{Name: "submission", Proto: "tcp", Addr: ":9587"}, {Name: "smtp", Proto: "tcp", Addr: ":9025"},
 			{Name: "lmtp", Proto: "tcp", Addr: "127.0.0.1:9024"}}},
 		{Name: "contacts", Exec: exec("contacts"), IdleTimeout: 5 * time.Minute, Sockets: []Socket{{Name: "https", Proto: "tcp", Addr: ":8444"}}},

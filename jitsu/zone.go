@@ -35,6 +35,7 @@ var wellKnown = [...]struct {
 }{
 	{service: "imap", app: "mail", port: "imap"},
 	{service: "imaps", app: "mail", port: "imaps"},
+	{service: "submissions", app: "mail", port: "submissions"}, // RFC 8314 section 5.1
 	{service: "submission", app: "mail", port: "submission"},
 	{service: "caldavs", app: "calendar", port: "https", davPath: true, plain: "caldav"},
 	{service: "carddavs", app: "contacts", port: "https", davPath: true, plain: "carddav"},
@@ -48,7 +49,8 @@ var wellKnown = [...]struct {
 // It holds: SOA and NS at the apex; ns.ZONE with the server's addresses; NAME.ZONE with A
 // and AAAA for every appliance (the addresses its sockets listen on); SRV
 // _PORT._PROTO.NAME.ZONE for every port not restricted to loopback; the autodiscovery
-// records _imap._tcp, _imaps._tcp, _submission._tcp (RFC 6186, target mail.ZONE) and
+// records _imap._tcp, _imaps._tcp, _submission._tcp (RFC 6186, target mail.ZONE),
+// _submissions._tcp (RFC 8314 section 5.1; only when the Names have that port) and
 // _caldavs._tcp, _carddavs._tcp (RFC 6764, calendar and contacts HTTPS ports) with TXT
 // "path=/"; and, because Hearth offers no plain-text CalDAV/CardDAV, _caldav._tcp and
 // _carddav._tcp as SRV 0 0 0 "." ("no service", RFC 6764 section 3). A query of type ANY

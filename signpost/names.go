@@ -70,8 +70,10 @@ type Port struct {
 // DefaultNames returns the built-in appliances below domain ("" means DefaultDomain). Every
 // port is above 1024 so no appliance needs root: the usual port plus 8000 for HTTPS
 // (8443..8446), and 9000 plus the usual port for mail (IMAPS 9993, IMAP with STARTTLS 9143,
-// submission 9587, SMTP 9025, LMTP 9024). A router or firewall can forward 443, 993, 587 and
-// 25 to them.
+// submissions 9465 (implicit TLS, RFC 8314), submission with STARTTLS 9587, SMTP 9025, LMTP
+// 9024). A router or firewall can forward 443, 993, 465, 587 and 25 to them. Names read from
+// an older names.json may lack a port (such as submissions): everything that uses one
+// checks that it is there.
 func DefaultNames(domain string) Names {
 	if domain == "" {
 		domain = DefaultDomain
@@ -86,6 +88,7 @@ func DefaultNames(domain string) Names {
 			{Name: "mail", Ports: []Port{
 				{Name: "imaps", Proto: "tcp", Port: 9993, TLS: true},
 				{Name: "imap", Proto: "tcp", Port: 9143},
+				{Name: "submissions", Proto: "tcp", Port: 9465, TLS: true},
 				{Name: "submission", Proto: "tcp", Port: 9587},
 				{Name: "smtp", Proto: "tcp", Port: 9025},
 				{Name: "lmtp", Proto: "tcp", Port: 9024, Loopback: true},

@@ -26,6 +26,7 @@ func TestDefaultNames(t *testing.T) {
 		{"store http", "store", "http", 8088},
 		{"imaps", "mail", "imaps", 9993},
 		{"imap", "mail", "imap", 9143},
+		{"submissions", "mail", "submissions", 9465},
 		{"submission", "mail", "submission", 9587},
 		{"smtp", "mail", "smtp", 9025},
 		{"lmtp", "mail", "lmtp", 9024},
@@ -41,7 +42,7 @@ func TestDefaultNames(t *testing.T) {
 			}
 		})
 	}
-	if a, ok := n.Appliance("mail"); !ok || a.Name != "mail" || len(a.Ports) != 5 {
+	if a, ok := n.Appliance("mail"); !ok || a.Name != "mail" || len(a.Ports) != 6 {
 		t.Errorf("Appliance(mail) = %+v, %v", a, ok)
 	}
 	if _, ok := n.Appliance("nope"); ok {
@@ -50,6 +51,32 @@ func TestDefaultNames(t *testing.T) {
 	want := []string{"store.home.arpa", "mail.home.arpa", "contacts.home.arpa", "calendar.home.arpa", "dashboard.home.arpa"}
 	if got := n.DNSNames(); !reflect.DeepEqual(got, want) {
 		t.Errorf("DNSNames = %v, want %v", got, want)
+	}
+}
+
+// TestOldNamesFileWithoutSubmissions reads a names.json written before the submissions
+// port existed: it stays valid and simply has no such port.
+func TestOldNamesFileWithoutSubmissions(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"domain":"home.arpa","appliances":[{"name":"mail","ports":[` +
+		`{"name":"imaps","proto":"tcp","port":9993,"tls":true},{"name":"imap","proto":"tcp","port":9143},` +
+		`{"name":"submission","proto":"tcp","port":9587},{"name":"smtp","proto":"tcp","port":9025},` +
+		`{"name":"lmtp","proto":"tcp","port":9024,"loopback":true}]}]}`
+	if err := os.WriteFile(filepath.Join(dir, NamesFile), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ReadNames(dir)
+	if err != nil {
+		t.Fatalf("ReadNames(old file) = %v", err)
+	}
+	if p := n.Port("mail", "submissions"); p != 0 {
+		t.Errorf("old file: submissions port %d, want 0 (absent)", p)
+	}
+	if p := n.Port("mail", "submission"); p != 9587 {
+		t.Errorf("old file: submission port %d, want 9587", p)
+	}
+	if def := DefaultNames(""); def.Port("mail", "submissions") != 9465 {
+		t.Errorf("defaults: submissions port %d, want 9465", def.Port("mail", "submissions"))
 	}
 }
 

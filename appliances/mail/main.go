@@ -3,15 +3,18 @@
 // or on addresses given by flags, and can exit when idle so that it runs only on demand.
 //
 //	mail -data DIR [-imap 127.0.0.1:1143] [-imaps 127.0.0.1:1993] [-lmtp 127.0.0.1:1024]
-//	     [-smtp 127.0.0.1:1025] [-submission 127.0.0.1:1587] [-idle-exit 5m]
+//	     [-smtp 127.0.0.1:1025] [-submission 127.0.0.1:1587] [-submissions 127.0.0.1:1465]
+//	     [-idle-exit 5m]
 //	     [-domain home.arpa] [-extra-domains a.org,b.org] [-aliases FILE]
 //	     [-smarthost host:port] [-smarthost-credentials FILE] [-max-message-size BYTES]
 //	     [-metrics 127.0.0.1:9124] [-log-format json] [-imap-max-conns 500]
 //	     [-imap-idle-timeout 35m] [-imap-command-timeout 1m] [-imap-max-commands-per-second 1000]
 //
-// Socket-activated, the descriptors are named (LISTEN_FDNAMES) imap, imaps, lmtp, smtp and
-// submission, as in signpost.DefaultNames; imaps gets TLS from the home CA, imap, smtp and
-// submission offer STARTTLS with the same certificate.
+// Socket-activated, the descriptors are named (LISTEN_FDNAMES) imap, imaps, lmtp, smtp,
+// submission and submissions, as in signpost.DefaultNames; imaps and submissions (implicit
+// TLS, RFC 8314) get TLS from the home CA, imap, smtp and submission offer STARTTLS with the
+// same certificate. Every name is optional: sockets derived from an older names.json
+// without submissions simply leave it out.
 //
 // Prometheus metrics are served at /metrics over plain HTTP on the socket named "metrics"
 // or on -metrics, which must be a loopback address (no credentials are asked): connections
@@ -53,7 +56,7 @@ const (
 )
 
 // listenerNames are the socket names the appliance serves, in LISTEN_FDNAMES.
-var listenerNames = []string{"imap", "imaps", "lmtp", "smtp", "submission"}
+var listenerNames = []string{"imap", "imaps", "lmtp", "smtp", "submission", "submissions"}
 
 // metricsSocket is the name of the socket-activated listener for /metrics (plain HTTP).
 const metricsSocket = "metrics"
@@ -218,7 +221,7 @@ func listeners(getenv func(string) string, addrs map[string]string) (map[string]
 		out[n] = l
 	}
 	if len(out) == 0 {
-		return nil, errors.New("mail: nothing to serve: pass -imap, -imaps, -lmtp, -smtp or -submission, or sockets by LISTEN_FDS")
+		return nil, errors.New("mail: nothing to serve: pass -imap, -imaps, -lmtp, -smtp, -submission or -submissions, or sockets by LISTEN_FDS")
 	}
 	return out, nil
 }
@@ -411,6 +414,8 @@ func serve(ctx context.Context, logger *slog.Logger, c config, getenv func(strin
 				err = deliv.ServeSMTP(ln)
 			case "submission":
 				err = deliv.ServeSubmission(ln)
+			case "submissions":
+				err = deliv.ServeSubmissionTLS(ln)
 			}
 			if gctx.Err() != nil || err == nil {
 				return nil // stopping: the servers were shut down

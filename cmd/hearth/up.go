@@ -481,7 +481,9 @@ func writeWelcome(out io.Writer, w welcome) {
 		p("\nThunderbird: Account Settings > Account Actions > Add Mail Account, \"Configure manually\":\n")
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  incoming\tIMAP\tserver %s\tport %d\tSSL/TLS\tNormal password\tusername %s\n", in.FQDN, in.Addr.Port(), w.user)
-		if sub, ok := w.service("mail", "submission"); ok {
+		if sub, ok := w.service("mail", "submissions"); ok { // implicit TLS, RFC 8314
+			fmt.Fprintf(tw, "  outgoing\tSMTP\tserver %s\tport %d\tSSL/TLS\tNormal password\tusername %s\n", sub.FQDN, sub.Addr.Port(), w.user)
+		} else if sub, ok := w.service("mail", "submission"); ok {
 			fmt.Fprintf(tw, "  outgoing\tSMTP\tserver %s\tport %d\tSTARTTLS\tNormal password\tusername %s\n", sub.FQDN, sub.Addr.Port(), w.user)
 		}
 		tw.Flush()

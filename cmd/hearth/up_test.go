@@ -507,12 +507,12 @@ func needTool(t *testing.T, name, pkg string) string {
 
 var (
 	welcomeIncoming = regexp.MustCompile(`^  incoming +IMAP +server (\S+) +port (\d+) +SSL/TLS +Normal password +username (\S+)$`)
-	welcomeOutgoing = regexp.MustCompile(`^  outgoing +SMTP +server (\S+) +port (\d+) +STARTTLS +Normal password +username (\S+)$`)
+	welcomeOutgoing = regexp.MustCompile(`^  outgoing +SMTP +server (\S+) +port (\d+) +(SSL/TLS|STARTTLS) +Normal password +username (\S+)$`)
 	welcomeDAVURL   = regexp.MustCompile(`https://[a-z0-9-]+\.home\.arpa:`)
 )
 
 // TestUpClientSettings types the settings the welcome prints into real clients: swaks
-// sends a message through submission (STARTTLS, AUTH PLAIN) with the outgoing settings,
+// sends a message through submissions (implicit TLS, AUTH PLAIN) with the outgoing settings,
 // mbsync fetches it over IMAPS with the incoming settings, verifying the certificate with
 // the CA file the welcome names, and vdirsyncer runs the printed configuration (the
 // password given instead of prompted for) to upload a contact and an event and to fetch
@@ -533,7 +533,7 @@ func TestUpClientSettings(t *testing.T) {
 			out = m[1:]
 		}
 	}
-	if in == nil || out == nil || in[0] != "mail.home.arpa" || in[2] != "admin" || out[2] != "admin" {
+	if in == nil || out == nil || in[0] != "mail.home.arpa" || in[2] != "admin" || out[3] != "admin" || out[2] != "SSL/TLS" {
 		t.Fatalf("no Thunderbird settings for admin@mail.home.arpa in the welcome:\n%s", u.welcome)
 	}
 	caFile := filepath.Join(data, "ca", "ca.crt")
@@ -544,8 +544,8 @@ func TestUpClientSettings(t *testing.T) {
 	t.Run("swaks and mbsync", func(t *testing.T) {
 		swaks := needTool(t, "swaks", "swaks")
 		mbsync := needTool(t, "mbsync", "isync")
-		cmd := exec.Command(swaks, "--server", "127.0.0.1", "--port", out[1], "--tls",
-			"--auth", "PLAIN", "--auth-user", out[2], "--auth-password", u.password,
+		cmd := exec.Command(swaks, "--server", "127.0.0.1", "--port", out[1], "--tls-on-connect",
+			"--auth", "PLAIN", "--auth-user", out[3], "--auth-password", u.password,
 			"--from", "admin@home.arpa", "--to", "admin@home.arpa",
 			"--header", "Subject: hello from the welcome", "--body", "typed as printed")
 		if b, err := cmd.CombinedOutput(); err != nil {

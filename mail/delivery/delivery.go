@@ -5,9 +5,10 @@
 //
 // A Server is made once with NewServer and serves any number of listeners: ServeLMTP
 // (local delivery agents such as fetchmail), ServeSMTP (inbound mail from the world, local
-// recipients only, no authentication) and ServeSubmission (mail clients: STARTTLS, then
+// recipients only, no authentication), ServeSubmission (mail clients: STARTTLS, then
 // AUTH PLAIN or LOGIN checked against the accounts; plain-text AUTH only over loopback or a
-// signpost.TrustedListener). Every path accepts a message only after it is durably stored.
+// signpost.TrustedListener) and ServeSubmissionTLS (the same over implicit TLS, RFC 8314's
+// "submissions"). Every path accepts a message only after it is durably stored.
 //
 // # The outgoing queue
 //
@@ -126,8 +127,9 @@ type Options struct {
 	// Hostname names this server in greetings, Received headers and to the smarthost
 	// (default "mail." + Domain).
 	Hostname string
-	// TLSConfig enables STARTTLS on SMTP and submission. Without it, submission accepts
-	// AUTH only over loopback or a signpost.TrustedListener.
+	// TLSConfig enables STARTTLS on SMTP and submission and is required by
+	// ServeSubmissionTLS. Without it, submission accepts AUTH only over loopback or a
+	// signpost.TrustedListener.
 	TLSConfig *tls.Config
 	// Smarthost relays mail for recipients outside the local domains; nil refuses them.
 	Smarthost *Smarthost
@@ -324,7 +326,15 @@ func (s *Server) ServeSMTP(ln net.Listener) error { return s.serve(ln, kindSMTP)
 // MAIL, and allowed only after STARTTLS or over loopback or a signpost.TrustedListener.
 func (s *Server) ServeSubmission(ln net.Listener) error { return s.serve(ln, kindSubmission) }
 
-func (s *Server) serve(ln net.Listener, k kind) error {
+func (s *Server) serve(ln net.Listener, k kind) error { return s.serveOn(ln, k, false) }
+
+// serveOn serves ln speaking k; implicitTLS wraps every connection in TLS (opts.TLSConfig,
+// checked by the caller) before the greeting and offers no STARTTLS.
+func (s *Server) serveOn(ln net.Listener, k kind, implicitTLS bool) error {
+	proto := k.String()
+	if implicitTLS {
+		proto += "s"
+	}
 	srv := smtp.NewServer(&backend{s: s, kind: k})
 	srv.Domain = s.opts.Hostname
 	// go-smtp refuses a message of exactly its MaxMessageBytes (it fails the read after the
@@ -334,7 +344,7 @@ func (s *Server) serve(ln net.Listener, k kind) error {
 	srv.MaxLineLength = s.opts.MaxLineLength
 	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = s.opts.WriteTimeout
-	srv.ErrorLog = slogAdapter{s.log.With("proto", k.String())}
+	srv.ErrorLog = slogAdapter{s.log.With("proto", proto)}
 	srv.EnableSMTPUTF8 = true
 	switch k {
 	case kindLMTP:
@@ -346,6 +356,11 @@ func (s *Server) serve(ln net.Listener, k kind) error {
 		// The sessions decide per connection (loopback, trusted transport); see Auth.
 		srv.AllowInsecureAuth = true
 	}
+	var wrapped net.Listener = &countingListener{Listener: ln, set: &s.conns, max: s.opts.MaxConns, log: s.log, silent: implicitTLS}
+	if implicitTLS {
+		srv.TLSConfig = nil // already encrypted: no STARTTLS
+		wrapped = tls.NewListener(wrapped, s.opts.TLSConfig)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -354,7 +369,7 @@ func (s *Server) serve(ln net.Listener, k kind) error {
 	}
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
-	err := srv.Serve(&countingListener{Listener: ln, set: &s.conns, max: s.opts.MaxConns, log: s.log})
+	err := srv.Serve(wrapped)
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -364,7 +379,7 @@ func (s *Server) serve(ln net.Listener, k kind) error {
 	if err == nil {
 		err = ErrServerClosed
 	}
-	return fmt.Errorf("delivery: serve %s: %w", k, err)
+	return fmt.Errorf("delivery: serve %s: %w", proto, err)
 }
 
 // OpenConns returns how many client connections are open.
@@ -467,12 +482,14 @@ func (cs *connSet) closeAll() {
 	}
 }
 
-// countingListener registers its connections in set, turning away those past max.
+// countingListener registers its connections in set, turning away those past max (with a
+// 421 reply unless silent: on an implicit-TLS port a plain-text reply means nothing).
 type countingListener struct {
 	net.Listener
-	set *connSet
-	max int
-	log *slog.Logger
+	set    *connSet
+	max    int
+	log    *slog.Logger
+	silent bool
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
@@ -484,8 +501,10 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		cc := &countedConn{Conn: c, set: l.set}
 		if !l.set.add(cc, l.max) {
 			l.log.Warn("too many connections; refused one", "remote", c.RemoteAddr().String(), "limit", l.max)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+			if !l.silent {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+			}
 			c.Close()
 			continue
 		}
