@@ -6,16 +6,13 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
-	"github.com/hearth-home/hearth/store/storehttp"
 )
 
 // testFiles are the files the tests back up: a private directory with a private key and
@@ -240,32 +237,17 @@ func TestRestoreOldBackup(t *testing.T) {
 // TestBackupFilesNotOverHTTP: an HTTP remote gets the repositories, never the files.
 func TestBackupFilesNotOverHTTP(t *testing.T) {
 	ctx := context.Background()
-	serverRepos, err := store.OpenRepos(filepath.Join(t.TempDir(), "repos"), &store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverRepos.Close()
-	acct, err := signpost.OpenAccounts(ctx, serverRepos, signpost.AccountsOptions{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := acct.Add(ctx, "alice", "alice backup password"); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var paths []string
-	h := storehttp.NewHandler(serverRepos, storehttp.Options{Auth: acct, Logger: quiet})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		paths = append(paths, r.URL.Path)
-		mu.Unlock()
-		h.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	creds := filepath.Join(t.TempDir(), "creds")
-	if err := os.WriteFile(creds, []byte("alice:alice backup password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	remote := newHTTPRemote(t, &store.Options{Logger: quiet}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			paths = append(paths, r.URL.Path)
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})
+	})
+	srv, creds := remote.srv, remote.creds
 	data := t.TempDir()
 	writeTestFiles(t, data, "the key")
 	r := openRunnerFiles(t, data, testFiles)

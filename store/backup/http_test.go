@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,24 +18,8 @@ import (
 // (its REST and smart-HTTP handler) with her credentials, and restores them from there.
 func TestBackupRestoreHTTP(t *testing.T) {
 	ctx := context.Background()
-	serverRepos, err := store.OpenRepos(filepath.Join(t.TempDir(), "repos"), &store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverRepos.Close()
-	acct, err := signpost.OpenAccounts(ctx, serverRepos, signpost.AccountsOptions{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := acct.Add(ctx, "alice", "alice backup password"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(storehttp.NewHandler(serverRepos, storehttp.Options{Auth: acct, Logger: quiet}))
-	defer srv.Close()
-	creds := filepath.Join(t.TempDir(), "creds")
-	if err := os.WriteFile(creds, []byte("alice:alice backup password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	remote := newHTTPRemote(t, &store.Options{Logger: quiet}, nil)
+	srv, creds := remote.srv, remote.creds
 	badCreds := filepath.Join(t.TempDir(), "bad")
 	if err := os.WriteFile(badCreds, []byte("alice:wrong password!\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,24 +73,8 @@ func TestBackupRestoreHTTP(t *testing.T) {
 // the repository is created over there on the first sync, and edits on both sides meet.
 func TestReplicaHTTP(t *testing.T) {
 	ctx := context.Background()
-	serverRepos, err := store.OpenRepos(filepath.Join(t.TempDir(), "repos"), &store.Options{Logger: quiet, MergeRules: MergeRules()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverRepos.Close()
-	acct, err := signpost.OpenAccounts(ctx, serverRepos, signpost.AccountsOptions{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := acct.Add(ctx, "alice", "alice replica password"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(storehttp.NewHandler(serverRepos, storehttp.Options{Auth: acct, Logger: quiet}))
-	defer srv.Close()
-	creds := filepath.Join(t.TempDir(), "creds")
-	if err := os.WriteFile(creds, []byte("alice:alice replica password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	hr := newHTTPRemote(t, &store.Options{Logger: quiet, MergeRules: MergeRules()}, nil)
+	srv, creds, serverRepos := hr.srv, hr.creds, hr.repos
 	r := openRunner(t, t.TempDir())
 	const repo = "alice/contacts"
 	put(t, r.Repos(), repo, "objects/family/here.vcf", "local")
@@ -152,4 +121,42 @@ func getRepo(t *testing.T, r *Runner, name, key string) string {
 		return ""
 	}
 	return string(v)
+}
+
+// httpRemote is another Hearth's store appliance for the tests: its repositories, with
+// user alice (password alicePassword) and a credentials file for her; wrap, if set,
+// wraps its handler (to watch the requests).
+type httpRemote struct {
+	srv   *httptest.Server
+	repos *store.Repos
+	creds string // "alice:alicePassword"
+}
+
+const alicePassword = "alice backup password"
+
+func newHTTPRemote(t *testing.T, opts *store.Options, wrap func(http.Handler) http.Handler) *httpRemote {
+	t.Helper()
+	repos, err := store.OpenRepos(filepath.Join(t.TempDir(), "repos"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repos.Close() })
+	acct, err := signpost.OpenAccounts(context.Background(), repos, signpost.AccountsOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := acct.Add(context.Background(), "alice", alicePassword); err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = storehttp.NewHandler(repos, storehttp.Options{Auth: acct, Logger: quiet})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	creds := filepath.Join(t.TempDir(), "creds")
+	if err := os.WriteFile(creds, []byte("alice:"+alicePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &httpRemote{srv: srv, repos: repos, creds: creds}
 }
