@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/hearth-home/hearth/images/internal/fstree"
 )
 
 // Limits of a Writer.
@@ -25,16 +27,7 @@ const (
 var ErrExist = errors.New("cpio: entry exists")
 
 // Attr is the metadata of an entry.
-type Attr struct {
-	// Mode holds the permission bits and setuid/setgid/sticky, either as fs.ModeSetuid,
-	// fs.ModeSetgid, fs.ModeSticky or as the Unix bits 0o4000, 0o2000, 0o1000; the type bits are
-	// set by the method that adds the entry (for Mknod, fs.ModeCharDevice or not).
-	Mode fs.FileMode
-	// UID and GID own the entry.
-	UID, GID uint32
-	// ModTime is the entry's modification time; zero uses Options.ModTime.
-	ModTime time.Time
-}
+type Attr = fstree.Attr
 
 // Options configure a Writer.
 type Options struct {
@@ -98,43 +91,11 @@ func (w *Writer) Mknod(name string, typ fs.FileMode, major, minor uint32, a Attr
 // Add adds the entry a tar header describes (directory, regular file, symlink, device
 // node or FIFO); body holds a regular file's h.Size bytes.
 func (w *Writer) Add(h *tar.Header, body io.Reader) error {
-	if h == nil {
-		return errors.New("cpio: nil header")
+	err := fstree.AddTar(w, h, body)
+	if errors.Is(err, fstree.ErrTarEntry) {
+		return fmt.Errorf("cpio: %w", err) // the methods' errors say "cpio:" already
 	}
-	a := Attr{Mode: tarPerm(h.Mode), UID: uint32(h.Uid), GID: uint32(h.Gid), ModTime: h.ModTime}
-	switch h.Typeflag {
-	case tar.TypeDir:
-		return w.Mkdir(h.Name, a)
-	case tar.TypeReg:
-		if body == nil {
-			body = strings.NewReader("")
-		}
-		return w.WriteFile(h.Name, body, h.Size, a)
-	case tar.TypeSymlink:
-		return w.Symlink(h.Linkname, h.Name, a)
-	case tar.TypeChar:
-		return w.Mknod(h.Name, fs.ModeDevice|fs.ModeCharDevice, uint32(h.Devmajor), uint32(h.Devminor), a)
-	case tar.TypeBlock:
-		return w.Mknod(h.Name, fs.ModeDevice, uint32(h.Devmajor), uint32(h.Devminor), a)
-	case tar.TypeFifo:
-		return w.Mknod(h.Name, fs.ModeNamedPipe, 0, 0, a)
-	}
-	return fmt.Errorf("cpio: %s: unsupported tar type %q", clip(h.Name), h.Typeflag)
-}
-
-// tarPerm converts tar's mode bits (c_ISUID etc.) to fs.FileMode permission bits.
-func tarPerm(m int64) fs.FileMode {
-	p := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		p |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		p |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		p |= fs.ModeSticky
-	}
-	return p
+	return err
 }
 
 // Close writes the trailer and flushes; it does not close the underlying writer.
