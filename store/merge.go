@@ -221,3 +221,55 @@ func DiffMaps(from, to map[string]Hash, prefix string) []Diff {
 	slices.SortFunc(out, func(a, b Diff) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
+
+// RevertOps turns the differences between a branch head and the commit a revert goes
+// back to (diffs from the head to it, as Historian.Diff gives them) into the revert's
+// operations. Keys that rules match are decided by their rule (see RevertRequest.Rules),
+// load reading values by version; a rule that keeps the head's value drops the key from
+// the revert. The others take the value at the older commit, or are deleted.
+func RevertOps(diffs []Diff, rules MergeRules, load func(Hash) ([]byte, error), headTime time.Time) ([]Op, error) {
+	ops := make([]Op, 0, len(diffs))
+	now := time.Now()
+	if !now.After(headTime) {
+		now = headTime.Add(time.Second) // TheirsTime is after OursTime, whatever the clocks say
+	}
+	for _, d := range diffs {
+		back := Op{Key: d.Key, Copy: d.New}
+		if d.Kind == Deleted {
+			back = Op{Key: d.Key, Delete: true}
+		}
+		rule := rules.For(d.Key)
+		if rule == nil {
+			ops = append(ops, back)
+			continue
+		}
+		var ours, theirs []byte
+		var err error
+		if d.Old != "" {
+			if ours, err = load(d.Old); err != nil {
+				return nil, fmt.Errorf("store: revert %q: %w", d.Key, err)
+			}
+		}
+		if d.New != "" {
+			if theirs, err = load(d.New); err != nil {
+				return nil, fmt.Errorf("store: revert %q: %w", d.Key, err)
+			}
+		}
+		v, err := rule(MergeCase{Key: d.Key, Ours: ours, Theirs: theirs, OursTime: headTime, TheirsTime: now})
+		switch {
+		case errors.Is(err, ErrConflict):
+			ops = append(ops, back)
+		case err != nil:
+			return nil, fmt.Errorf("store: revert %q: %w", d.Key, err)
+		case v == nil && ours == nil, v != nil && ours != nil && bytes.Equal(v, ours):
+			// The rule keeps the head's value: nothing to change.
+		case v == nil:
+			ops = append(ops, Op{Key: d.Key, Delete: true})
+		case theirs != nil && bytes.Equal(v, theirs):
+			ops = append(ops, back)
+		default:
+			ops = append(ops, Op{Key: d.Key, Value: v})
+		}
+	}
+	return ops, nil
+}

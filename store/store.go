@@ -184,6 +184,13 @@ type RevertRequest struct {
 	To      Hash      `json:"to"` // the commit whose state is restored
 	Author  Signature `json:"author"`
 	Message string    `json:"message"`
+	// Rules, if set, decide the keys they match among those the revert changes: a rule
+	// sees Ours (the value at the head), Theirs (the value at To; nil where To lacks the
+	// key), OursTime (the head commit's time) and TheirsTime (now), and returns what the
+	// key becomes (nil: deleted). A rule's ErrConflict takes the value at To. This keeps
+	// what must never go back from going back (see RevertOps). Not sent over the wire:
+	// the server's own rules apply there.
+	Rules MergeRules `json:"-"`
 }
 
 // Historian answers questions about history.

@@ -358,13 +358,19 @@ func (r *Repo) Revert(ctx context.Context, rv RevertRequest) (Commit, error) {
 			}
 			return ci.Commit, nil
 		}
-		ops := make([]Op, 0, len(diffs))
-		for _, d := range diffs {
-			if d.Kind == Deleted {
-				ops = append(ops, Op{Key: d.Key, Delete: true})
-			} else {
-				ops = append(ops, Op{Key: d.Key, Copy: d.New})
-			}
+		hc, err := r.commit(head)
+		if err != nil {
+			return Commit{}, err
+		}
+		ops, err := RevertOps(diffs, rv.Rules, func(h Hash) ([]byte, error) {
+			_, data, err := r.db.get(plumbing.NewHash(string(h)))
+			return data, err
+		}, hc.Time)
+		if err != nil {
+			return Commit{}, err
+		}
+		if len(ops) == 0 { // the rules keep everything as it is
+			return hc.Commit, nil
 		}
 		msg := rv.Message
 		if msg == "" {

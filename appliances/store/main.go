@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/signpost"
+	"github.com/hearth-home/hearth/store/backup"
 	"github.com/hearth-home/hearth/store/storehttp"
 )
 
@@ -86,7 +87,8 @@ func serve(ctx context.Context, logger *slog.Logger, dataDir, listen, https stri
 	if tln != nil {
 		listeners = append(listeners, signpost.TrustedListener(tln))
 	}
-	handler := storehttp.NewHandler(env.Repos, storehttp.Options{Auth: env.Accounts, Logger: logger, PeerUser: peerUser})
+	handler := storehttp.NewHandler(env.Repos, storehttp.Options{Auth: env.Accounts, Logger: logger, PeerUser: peerUser,
+		RevertRules: backup.RevertRules()})
 	err = signpost.ServeHTTP(ctx, listeners, met.Middleware(signpost.RequireTLS(handler, env.Names.Port("store", "https"))),
 		signpost.ServeOptions{Logger: logger, IdleExit: idle})
 	return errors.Join(err, env.Close())

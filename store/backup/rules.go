@@ -43,6 +43,15 @@ func MergeRules() store.MergeRules {
 	}
 }
 
+// RevertRules are the rules a revert through the store's API applies (see
+// store.RevertRequest.Rules): a mailbox's meta (meta/ID) goes back to its older JSON but
+// keeps the larger uidNext, so that a UID handed out before the revert is never handed
+// out again (IMAP clients that saw it would take a new message for the old one). Use
+// "hearth mail restore" to bring messages back under new UIDs.
+func RevertRules() store.MergeRules {
+	return store.MergeRules{{Pattern: "meta/*", Rule: MergeMailMeta}}
+}
+
 func conflictRule(c store.MergeCase) ([]byte, error) {
 	return nil, fmt.Errorf("backup: %s changed on both sides: %w", c.Key, store.ErrConflict)
 }

@@ -487,13 +487,15 @@ func (s *Store) Revert(ctx context.Context, r store.RevertRequest) (store.Commit
 		return store.Commit{}, fmt.Errorf("memstore: revert to %s: %w", r.To, store.ErrNotFound)
 	}
 	base := s.commits[head].tree
-	var ops []store.Op
-	for _, d := range store.DiffMaps(base, to.tree, r.Prefix) {
-		if d.Kind == store.Deleted {
-			ops = append(ops, store.Op{Key: d.Key, Delete: true})
-		} else {
-			ops = append(ops, store.Op{Key: d.Key, Copy: d.New})
+	ops, err := store.RevertOps(store.DiffMaps(base, to.tree, r.Prefix), r.Rules, func(h store.Hash) ([]byte, error) {
+		v, ok := s.blobs[h]
+		if !ok {
+			return nil, fmt.Errorf("memstore: value %s: %w", h, store.ErrNotFound)
 		}
+		return v, nil
+	}, s.commits[head].c.Time)
+	if err != nil {
+		return store.Commit{}, err
 	}
 	if len(ops) == 0 {
 		return cloneCommit(s.commits[head].c), nil

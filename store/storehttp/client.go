@@ -375,7 +375,8 @@ func (c *Client) Commit(ctx context.Context, ch store.Change) (store.Commit, err
 	return commit, nil
 }
 
-// Revert restores everything below a prefix to its state at an older commit.
+// Revert restores everything below a prefix to its state at an older commit. r.Rules
+// cannot travel: the server's Options.RevertRules apply.
 func (c *Client) Revert(ctx context.Context, r store.RevertRequest) (store.Commit, error) {
 	var commit store.Commit
 	err := c.check(checkBranchOrEmpty(r.Branch), store.CheckPrefix(r.Prefix), checkText(r.Message, r.Author))

@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 		if _, err := repos.Open(context.Background(), "storetest/repo", true); err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(NewHandler(repos, Options{Auth: users, TrustAuthors: true}))
+		srv := httptest.NewServer(NewHandler(repos, Options{Auth: users, TrustAuthors: true, RevertRules: storetest.RevertRules()}))
 		t.Cleanup(srv.Close)
 		c := NewClient(srv.URL, "storetest/repo", ClientOptions{User: "storetest", Password: "storetest-pw"})
 		t.Cleanup(func() { c.Close() })
@@ -39,7 +39,7 @@ func TestConformanceGit(t *testing.T) {
 		if _, err := repos.Open(context.Background(), "storetest/repo", true); err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(NewHandler(repos, Options{Auth: users, TrustAuthors: true}))
+		srv := httptest.NewServer(NewHandler(repos, Options{Auth: users, TrustAuthors: true, RevertRules: storetest.RevertRules()}))
 		t.Cleanup(srv.Close)
 		c := NewClient(srv.URL, "storetest/repo", ClientOptions{User: "storetest", Password: "storetest-pw"})
 		t.Cleanup(func() { c.Close() })

@@ -403,6 +403,7 @@ func (c *repoCtx) revert() {
 	var req store.RevertRequest
 	if c.decode(maxSmallJSON, &req) {
 		req.Author = c.authorFor(req.Author)
+		req.Rules = c.h.revert
 		c.commitWith(false, func(s store.Store) (store.Commit, error) { return s.Revert(c.r.Context(), req) })
 	}
 }

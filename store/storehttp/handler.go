@@ -58,6 +58,9 @@ type Options struct {
 	// a request carries no credentials, or Basic credentials for that same user (clients
 	// that always send a password); remote is the request's RemoteAddr.
 	PeerUser func(ctx context.Context, remote string) (user string, ok bool)
+	// RevertRules are the store.RevertRequest.Rules of every revert made through the API
+	// (nil: none): what a layout must never take back, such as a mailbox's UIDNEXT.
+	RevertRules store.MergeRules
 }
 
 // Handler serves the store's REST API (see the package documentation); it implements
@@ -71,6 +74,7 @@ type Handler struct {
 	keepAlive time.Duration
 	trust     bool
 	peerUser  func(ctx context.Context, remote string) (string, bool)
+	revert    store.MergeRules
 }
 
 // NewHandler returns a Handler serving repos.
@@ -81,6 +85,7 @@ func NewHandler(repos Repos, opts Options) *Handler {
 		log:       opts.Logger,
 		maxBody:   opts.MaxBody,
 		peerUser:  opts.PeerUser,
+		revert:    opts.RevertRules,
 		keepAlive: 15 * time.Second,
 		trust:     opts.TrustAuthors,
 	}

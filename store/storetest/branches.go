@@ -302,10 +302,55 @@ func testRevert(h *harness) {
 		revert("main", "", c1.ID, "revert everything")
 		h.wantState("main", h.state(string(c1.ID), ""))
 	})
+	h.run("Rules", func(h *harness) {
+		rules := RevertRules()
+		c1 := h.commit("main", "n1", put("n/max", "5"), put("n/gone", "a"), put("n/keep", "a"), put("n/conflict", "a"), put("plain", "a"))
+		h.commit("main", "n2", put("n/max", "9"), put("n/gone", "b"), put("n/keep", "b"), put("n/conflict", "b"), put("plain", "b"), put("n/new", "1"))
+		c, err := h.s.Revert(h.ctx, store.RevertRequest{Branch: "main", To: c1.ID, Author: author, Message: "revert with rules", Rules: rules})
+		if err != nil {
+			h.t.Fatalf("Revert with rules: %v", err)
+		}
+		h.wantHead("main", c.ID, "after a Revert with rules")
+		h.wantValue("main", "n/max", "9")
+		h.wantMissing("main", "n/gone")
+		h.wantValue("main", "n/keep", "b")
+		h.wantValue("main", "n/conflict", "a")
+		h.wantValue("main", "plain", "a")
+		h.wantValue("main", "n/new", "1") // the rule keeps the head's "1" over the older absence
+		// Rules that keep everything as it is make no commit.
+		h.commit("main", "n3", put("n/max", "12"))
+		before := h.head("main")
+		c, err = h.s.Revert(h.ctx, store.RevertRequest{Branch: "main", Prefix: "n/max", To: c1.ID, Author: author, Message: "r", Rules: rules})
+		if err != nil || c.ID != before {
+			h.t.Errorf("a Revert whose rules keep the head: %s, %v; want the head %s", short(c.ID), err, short(before))
+		}
+	})
 	h.run("Errors", func(h *harness) {
 		_, err := h.s.Revert(h.ctx, store.RevertRequest{Branch: "main", Prefix: "k", To: unknownHash, Author: author, Message: "r"})
 		h.wantErr("Revert to an unknown commit", err, store.ErrNotFound)
 		_, err = h.s.Revert(h.ctx, store.RevertRequest{Branch: "ghost", Prefix: "k", To: c0, Author: author, Message: "r"})
 		h.wantErr("Revert on a missing branch", err, store.ErrNotFound)
 	})
+}
+
+// RevertRules are the rules the suite's Revert case passes in its RevertRequest. A store
+// behind a server, which cannot send rules over the wire, passes the suite when its server
+// applies these to every revert. A rule for "n/*" keeps the larger number (a counter that
+// must never go back) and deletes "n/gone"; "n/keep" keeps the head's value;
+// "n/conflict" gives ErrConflict, which takes the older value; keys no rule matches go back.
+func RevertRules() store.MergeRules {
+	return store.MergeRules{{Pattern: "n/*", Rule: func(c store.MergeCase) ([]byte, error) {
+		switch c.Key {
+		case "n/gone":
+			return nil, nil
+		case "n/keep":
+			return c.Ours, nil
+		case "n/conflict":
+			return nil, store.ErrConflict
+		}
+		if len(c.Ours) > len(c.Theirs) || (len(c.Ours) == len(c.Theirs) && string(c.Ours) > string(c.Theirs)) {
+			return c.Ours, nil
+		}
+		return c.Theirs, nil
+	}}}
 }
