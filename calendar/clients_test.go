@@ -8,30 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needTool finds a Debian tool: missing is fatal under CI=true, a skip otherwise.
-func needTool(t *testing.T, path, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(path)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (apt-get install %s)", path, pkg)
-	}
-	t.Skipf("%s is missing (apt-get install %s)", path, pkg)
-	return ""
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 func needPythonCaldav(t *testing.T) string {
 	t.Helper()
-	py := needTool(t, "/usr/bin/python3", "python3")
+	py := testtool.Path(t, "/usr/bin/python3", "python3")
 	if err := exec.Command(py, "-c", "import caldav").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3-caldav is missing (apt-get install python3-caldav)")
-		}
-		t.Skip("python3-caldav is missing (apt-get install python3-caldav)")
+		testtool.Missing(t, "python3-caldav is missing (Debian package python3-caldav)")
 	}
 	return py
 }
@@ -72,8 +57,8 @@ func TestPythonCaldav(t *testing.T) {
 // TestVdirsyncerAndKhal syncs 500 events both ways with vdirsyncer, edits on both sides,
 // checks that a sync after that is a no-op, and reads the result with khal.
 func TestVdirsyncerAndKhal(t *testing.T) {
-	vds := needTool(t, "vdirsyncer", "vdirsyncer")
-	khal := needTool(t, "khal", "khal")
+	vds := testtool.Path(t, "vdirsyncer", "vdirsyncer")
+	khal := testtool.Path(t, "khal", "khal")
 	e := newTestEnv(t, "alice")
 	e.mkcalendar(t, "alice", "/alice/calendar/home/")
 	dir := t.TempDir()

@@ -7,11 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // TestCurlErrorPaths checks the answers to bad requests with curl, as a client would see them.
 func TestCurlErrorPaths(t *testing.T) {
-	curl := needTool(t, "curl", "curl")
+	curl := testtool.Path(t, "curl", "curl")
 	e := newTestEnv(t, "alice")
 	e.mkcalendar(t, "alice", "/alice/calendar/events/", "VEVENT")
 	dir := t.TempDir()

@@ -13,22 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
 	"github.com/hearth-home/hearth/store/storedav"
 )
-
-// needTool returns the path of a Debian tool, failing under CI=true when it is missing.
-func needTool(t *testing.T, path, pkg string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing (Debian package %s)", path, pkg)
-		}
-		t.Skipf("%s missing (Debian package %s)", path, pkg)
-	}
-	return path
-}
 
 // counter counts requests by method (and REPORT kind).
 type counter struct {
@@ -99,8 +88,8 @@ func runTool(t *testing.T, env []string, name string, args ...string) string {
 // syncs again, checks that a further sync transfers nothing, and reads the result with
 // khard.
 func TestVdirsyncerKhard(t *testing.T) {
-	vds := needTool(t, "/usr/bin/vdirsyncer", "vdirsyncer")
-	khard := needTool(t, "/usr/bin/khard", "khard")
+	vds := testtool.Path(t, "/usr/bin/vdirsyncer", "vdirsyncer")
+	khard := testtool.Path(t, "/usr/bin/khard", "khard")
 	srv, h, cnt := gitServer(t)
 	ctx := storedav.WithUser(context.Background(), "alice")
 	c := h.Collections()

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/store/storedav"
 )
 
 // TestCurlErrorPaths sends the error cases with curl, as a user would.
 func TestCurlErrorPaths(t *testing.T) {
-	curl := needTool(t, "/usr/bin/curl", "curl")
+	curl := testtool.Path(t, "/usr/bin/curl", "curl")
 	srv, h, _ := gitServer(t)
 	ctx := storedav.WithUser(context.Background(), "alice")
 	if err := h.Collections().Create(ctx, "alice", "book", storedav.Meta{}); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/emersion/go-webdav/carddav"
 	"github.com/hearth-home/hearth/calendar"
 	"github.com/hearth-home/hearth/contacts"
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 )
 
@@ -49,13 +50,7 @@ json.dump(conv(plistlib.loads(sys.stdin.buffer.read())), sys.stdout)
 // python3 is missing and skipping it elsewhere.
 func parsePlist(t *testing.T, b []byte) map[string]any {
 	t.Helper()
-	const py = "/usr/bin/python3"
-	if _, err := os.Stat(py); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Debian's python3 is not installed (Debian package python3)")
-		}
-		t.Skip("Debian's python3 is not installed (Debian package python3)")
-	}
+	py := testtool.File(t, "/usr/bin/python3", "python3") // Debian's, not the one on PATH
 	cmd := exec.Command(py, "-c", plistToJSON)
 	cmd.Stdin = bytes.NewReader(b)
 	var stderr bytes.Buffer

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/jitsu"
 )
 
@@ -48,7 +49,7 @@ func TestBootMicroVMARM64(t *testing.T) {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
-	debugfs := needTool(t, "debugfs", "e2fsprogs")
+	debugfs := testtool.Path(t, "debugfs", "e2fsprogs")
 	dir, res := storeImage(t, "microvm-arm64")
 	disk := sparseCopy(t, filepath.Join(dir, "perm.img"))
 	v, port := microVMARM64(t, dir, res, disk)
@@ -98,7 +99,7 @@ func TestBootMicroVMARM64(t *testing.T) {
 // the journal), then requires a clean check (e2fsck -fn).
 func fsckAfterPowerCut(t testing.TB, disk string) {
 	t.Helper()
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
 	out, err := exec.Command(e2fsck, "-fy", disk).CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
@@ -147,7 +148,7 @@ func sparseCopy(t testing.TB, src string) string {
 // bootFile copies a file from a board image's boot partition.
 func bootFile(t testing.TB, img string, res *Result, name string) string {
 	t.Helper()
-	mcopy := needTool(t, "mcopy", "mtools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
 	out := filepath.Join(t.TempDir(), filepath.Base(name))
 	run(t, mcopy, "-n", "-i", fmt.Sprintf("%s@@%d", img, res.Partitions[0][0]), "::"+name, out)
 	return out
@@ -296,7 +297,7 @@ func TestJitsuBootsMicroVM(t *testing.T) {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
-	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
+	testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
 	dir, _ := storeImage(t, "microvm-arm64")
 	b := jitsu.NewVMBackend(jitsu.VMOptions{Accel: "tcg", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer b.Close(context.Background())
@@ -335,9 +336,9 @@ func TestJitsuBootsMicroVM(t *testing.T) {
 	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
 	run(t, e2fsck, "-fn", m.Disk)
-	out := run(t, needTool(t, "debugfs", "e2fsprogs"), "-R", "ls -l /hearth", m.Disk)
+	out := run(t, testtool.Path(t, "debugfs", "e2fsprogs"), "-R", "ls -l /hearth", m.Disk)
 	if !strings.Contains(out, "repos") {
 		t.Fatalf("the appliance's data is not on the data disk:\n%s", out)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hearth-home/hearth/images/layout"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // extract copies length bytes at off of the image at path into a new file and returns it.
@@ -48,11 +49,11 @@ func run(t testing.TB, name string, args ...string) string {
 // TestBoardImagesCheck builds every board target and has sfdisk, fsck.vfat, mtools,
 // unsquashfs and e2fsck check each part.
 func TestBoardImagesCheck(t *testing.T) {
-	sfdisk := needTool(t, "sfdisk", "fdisk")
-	fsckVfat := needTool(t, "fsck.vfat", "dosfstools")
-	mcopy := needTool(t, "mcopy", "mtools")
-	unsquashfs := needTool(t, "unsquashfs", "squashfs-tools")
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
+	fsckVfat := testtool.Path(t, "fsck.vfat", "dosfstools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
+	unsquashfs := testtool.Path(t, "unsquashfs", "squashfs-tools")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
 	for _, target := range []string{"rpi", "arm64", "amd64"} {
 		t.Run(target, func(t *testing.T) {
 			t.Parallel()
@@ -149,8 +150,8 @@ func grepLines(s, sub string) string {
 
 // TestMicroVMCheck lists a microVM's initramfs with cpio and checks its data disk.
 func TestMicroVMCheck(t *testing.T) {
-	cpioTool := needTool(t, "cpio", "cpio")
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
+	cpioTool := testtool.Path(t, "cpio", "cpio")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
 	dir, res := storeImage(t, "microvm-amd64")
 	gz, err := os.ReadFile(filepath.Join(dir, "initrd.gz"))
 	if err != nil {

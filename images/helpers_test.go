@@ -18,22 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// needTool returns the path of a Debian tool, failing under CI when it is missing.
-func needTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	for _, dir := range []string{"", "/usr/sbin/", "/sbin/"} {
-		if p, err := exec.LookPath(dir + name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s missing (Debian package %s)", name, pkg)
-	}
-	t.Skipf("%s missing (Debian package %s)", name, pkg)
-	return ""
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 // builds caches one image per target and appliance for the package's tests.
 var builds struct {
@@ -105,7 +92,7 @@ type vm struct {
 // startQEMU starts bin with args; the VM is killed when the test ends.
 func startQEMU(t testing.TB, bin string, args ...string) *vm {
 	t.Helper()
-	path := needTool(t, bin, map[bool]string{true: "qemu-system-arm", false: "qemu-system-x86"}[strings.Contains(bin, "aarch64")])
+	path := testtool.Path(t, bin, map[bool]string{true: "qemu-system-arm", false: "qemu-system-x86"}[strings.Contains(bin, "aarch64")])
 	cmd := exec.Command(path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/images/layout"
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
 )
@@ -116,9 +117,9 @@ func TestGrowPerm(t *testing.T) {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
-	sfdisk := needTool(t, "sfdisk", "fdisk")
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
-	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
+	dumpe2fs := testtool.Path(t, "dumpe2fs", "e2fsprogs")
 	img, res := storeImage(t, "arm64")
 	kernel := bootFile(t, img, res, "vmlinuz")
 	oldPerm := res.Partitions[3][1]
@@ -230,7 +231,7 @@ func TestGrowPerm(t *testing.T) {
 // it in /perm/hearth.
 func addStoreUser(t *testing.T, img string, off int64, name, password string) {
 	t.Helper()
-	debugfs := needTool(t, "debugfs", "e2fsprogs")
+	debugfs := testtool.Path(t, "debugfs", "e2fsprogs")
 	ctx := context.Background()
 	data := t.TempDir()
 	repos, err := store.OpenRepos(filepath.Join(data, "repos"), nil)
@@ -284,8 +285,8 @@ func TestJournalPowerCut(t *testing.T) {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
-	e2fsck := needTool(t, "e2fsck", "e2fsprogs")
-	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
+	e2fsck := testtool.Path(t, "e2fsck", "e2fsprogs")
+	dumpe2fs := testtool.Path(t, "dumpe2fs", "e2fsprogs")
 	img, res := storeImage(t, "arm64")
 	kernel := bootFile(t, img, res, "vmlinuz")
 	disk := sparseCopy(t, img)
@@ -381,8 +382,8 @@ func TestGrowPermRPi(t *testing.T) {
 		t.Skip("boots a VM")
 	}
 	t.Parallel()
-	sfdisk := needTool(t, "sfdisk", "fdisk")
-	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
+	dumpe2fs := testtool.Path(t, "dumpe2fs", "e2fsprogs")
 	img, res := storeImage(t, "rpi")
 	card := sparseCopy(t, img)
 	const size = 1 << 30

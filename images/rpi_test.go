@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // rpiModel is what one Raspberry Pi model's boot chain reads from the SD card's first FAT
@@ -75,7 +77,7 @@ func parseRPiConfig(t *testing.T, data []byte, filter string) map[string]string 
 // the kernel itself and never runs the Pi firmware, so this is what can be checked short of
 // a real board.
 func TestRPiFirmwareBootFiles(t *testing.T) {
-	mcopy := needTool(t, "mcopy", "mtools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
 	img, res := storeImage(t, "rpi")
 	boot := extract(t, img, res.Partitions[0][0], res.Partitions[0][1])
 	dir := t.TempDir()

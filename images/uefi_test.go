@@ -14,6 +14,7 @@ import (
 	"github.com/hearth-home/hearth/images/bootguard"
 	"github.com/hearth-home/hearth/images/efiboot"
 	"github.com/hearth-home/hearth/images/layout"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // uefiTimeout bounds a boot through UEFI firmware under TCG: the firmware itself, then the
@@ -34,7 +35,7 @@ var uefiMachines = map[string]uefiMachine{
 	"arm64": {
 		qemu: "qemu-system-aarch64", qemuPkg: "qemu-system-arm",
 		firmware: func(t *testing.T) []string {
-			return []string{"-bios", needFile(t, "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "qemu-efi-aarch64")}
+			return []string{"-bios", testtool.File(t, "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "qemu-efi-aarch64")}
 		},
 		machine: []string{"-M", "virt", "-cpu", "cortex-a53"},
 	},
@@ -45,9 +46,9 @@ var uefiMachines = map[string]uefiMachine{
 			if _, err := os.Stat(code); err != nil {
 				code, vars = "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"
 			}
-			needFile(t, code, "ovmf")
+			testtool.File(t, code, "ovmf")
 			// The firmware writes its variables (boot entries it finds): a copy per VM.
-			b, err := os.ReadFile(needFile(t, vars, "ovmf"))
+			b, err := os.ReadFile(testtool.File(t, vars, "ovmf"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,26 +63,13 @@ var uefiMachines = map[string]uefiMachine{
 	},
 }
 
-// needFile returns path, failing under CI (skipping otherwise) when it is missing.
-func needFile(t testing.TB, path, pkg string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s missing (Debian package %s)", path, pkg)
-	}
-	t.Skipf("%s missing (Debian package %s)", path, pkg)
-	return ""
-}
-
 // bootUEFI boots the board image img through target's UEFI firmware, with no -kernel: the
 // firmware finds Hearth's loader on the boot partition by its removable-media path. It
 // forwards loopback ports to the guest's 8443 and 80.
 func bootUEFI(t *testing.T, target, img string) (*vm, int) {
 	t.Helper()
 	m := uefiMachines[target]
-	needTool(t, m.qemu, m.qemuPkg)
+	testtool.Path(t, m.qemu, m.qemuPkg)
 	port, port80 := freePort(t), freePort(t)
 	args := append([]string{}, m.machine...)
 	args = append(args, "-accel", "tcg,thread=single", "-m", "256",

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/jitsu"
 )
 
@@ -101,7 +102,7 @@ func vmnoteRequest(t testing.TB, method, addr, path, body string) (int, string) 
 // unmount).
 func fsState(t testing.TB, disk string) string {
 	t.Helper()
-	dumpe2fs := needTool(t, "dumpe2fs", "e2fsprogs")
+	dumpe2fs := testtool.Path(t, "dumpe2fs", "e2fsprogs")
 	out, err := exec.Command(dumpe2fs, "-h", disk).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dumpe2fs: %v\n%s", err, out)
@@ -131,7 +132,7 @@ func TestVMJitsuDataDiskCleanStop(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			t.Parallel()
-			needTool(t, tc.qemu, tc.pkg)
+			testtool.Path(t, tc.qemu, tc.pkg)
 			dir := vmNoteImage(t, tc.target)
 			m, err := jitsu.LoadVMDir(dir)
 			if err != nil {
@@ -239,7 +240,7 @@ func TestVMJitsuDataDiskCleanStop(t *testing.T) {
 // jitsu's socket while the VM is stopped until its answer (401), then stops the VM
 // cleanly. It reports the median and QEMU's resident memory.
 func BenchmarkVMJitsuStoreHTTPS(b *testing.B) {
-	needTool(b, "qemu-system-aarch64", "qemu-system-arm")
+	testtool.Path(b, "qemu-system-aarch64", "qemu-system-arm")
 	dir, _ := storeImage(b, "microvm-arm64")
 	m, err := jitsu.LoadVMDir(dir)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 )
 
@@ -95,18 +95,6 @@ type digResult struct {
 	retriedTCP, hasOPT bool
 }
 
-func needDig(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("dig")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dig is missing (Debian package bind9-dnsutils)")
-		}
-		t.Skip("dig is missing (Debian package bind9-dnsutils)")
-	}
-	return p
-}
-
 var (
 	reStatus = regexp.MustCompile(`status: ([A-Z]+)`)
 	reFlags  = regexp.MustCompile(`;; flags: ([a-z ]*);`)
@@ -117,7 +105,7 @@ func dig(t *testing.T, addr string, args ...string) digResult {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	all := append([]string{"@" + host, "-p", port, "+norec", "+time=3", "+tries=1"}, args...)
-	out, err := exec.Command(needDig(t), all...).CombinedOutput()
+	out, err := exec.Command(testtool.Path(t, "dig", "bind9-dnsutils"), all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %s: %v\n%s", strings.Join(all, " "), err, out)
 	}
@@ -156,7 +144,7 @@ func hasLine(lines []string, want string) bool {
 }
 
 func TestDNSDig(t *testing.T) {
-	needDig(t)
+	testtool.Path(t, "dig", "bind9-dnsutils")
 	_, addr := startDNS(t, DNSOptions{Zone: testZone(t, "home.arpa", 2)})
 	soa := "SOA ns.home.arpa. hostmaster.home.arpa."
 	for _, tc := range []struct {
@@ -216,7 +204,7 @@ func TestDNSDig(t *testing.T) {
 }
 
 func TestDNSEDNS(t *testing.T) {
-	needDig(t)
+	testtool.Path(t, "dig", "bind9-dnsutils")
 	_, addr := startDNS(t, DNSOptions{Zone: testZone(t, "home.arpa", 2)})
 	if r := dig(t, addr, "mail.home.arpa", "A"); !r.hasOPT || !strings.Contains(r.raw, "udp: 1232") {
 		t.Errorf("EDNS query: no OPT with udp 1232 in the answer\n%s", r.raw)
@@ -230,7 +218,7 @@ func TestDNSEDNS(t *testing.T) {
 }
 
 func TestDNSTruncation(t *testing.T) {
-	needDig(t)
+	testtool.Path(t, "dig", "bind9-dnsutils")
 	_, addr := startDNS(t, DNSOptions{Zone: testZone(t, "home.arpa", 2)})
 	for _, opt := range []string{"+bufsize=512", "+noedns", "+bufsize=1232"} {
 		r := dig(t, addr, opt, "+ignore", "big.home.arpa", "AAAA")
@@ -249,7 +237,7 @@ func TestDNSTruncation(t *testing.T) {
 }
 
 func TestDNSForward(t *testing.T) {
-	needDig(t)
+	testtool.Path(t, "dig", "bind9-dnsutils")
 	_, upstream := startDNS(t, DNSOptions{Zone: testZone(t, "example.test", 9)})
 	s, addr := startDNS(t, DNSOptions{Zone: testZone(t, "home.arpa", 2), Upstream: upstream})
 	for _, proto := range []string{"+notcp", "+tcp"} {
@@ -282,7 +270,7 @@ func TestDNSForward(t *testing.T) {
 }
 
 func TestDNSOnLookup(t *testing.T) {
-	needDig(t)
+	testtool.Path(t, "dig", "bind9-dnsutils")
 	got := make(chan string, 16)
 	_, addr := startDNS(t, DNSOptions{Zone: testZone(t, "home.arpa", 2), OnLookup: func(app string) { got <- app }})
 	for _, tc := range []struct{ qname, qtype, want string }{

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // TestVMCrashBackoff boots a guest that dies at once (the kernel finds no init and
@@ -13,7 +15,7 @@ import (
 // the backoff are closed without a boot; once the backoff is over the next connection
 // boots it again, and a second crash doubles the wait.
 func TestVMCrashBackoff(t *testing.T) {
-	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
+	testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
 	kernel, initrd := vmImage(t)
 	const backoff = 3 * time.Second
 	b := NewVMBackend(VMOptions{Logger: testLogger(t), Accel: "tcg", BootTimeout: 90 * time.Second,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/images/cpio"
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 )
 
@@ -22,20 +23,6 @@ const (
 	gokrazyKernel      = "github.com/gokrazy/kernel.arm64@v0.0.0-20260705071517-37841c4d6ff1"
 	gokrazyKernelAMD64 = "github.com/gokrazy/kernel.amd64@v0.0.0-20260705070735-de680abf072b"
 )
-
-// needTool returns the path of a Debian tool, failing under CI=true and skipping
-// otherwise when it is missing.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (Debian package %s)", name, pkg)
-		}
-		t.Skipf("%s is not installed (Debian package %s)", name, pkg)
-	}
-	return p
-}
 
 // vmImage returns the kernel and an initramfs whose init is testdata/vmguest built for
 // arm64, serving port 80 with a greeting.
@@ -61,10 +48,7 @@ func vmImageFor(t *testing.T, goarch, kernelModule string) (kernel, initrd strin
 	dl.Dir = t.TempDir() // outside the module: go.mod and go.sum stay as they are
 	out, err := dl.Output()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("go mod download %s: %v %s", kernelModule, err, out)
-		}
-		t.Skipf("go mod download %s: %v %s", kernelModule, err, out)
+		testtool.Missing(t, "go mod download %s: %v %s", kernelModule, err, out)
 	}
 	var mod struct{ Dir string }
 	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
@@ -136,7 +120,7 @@ func vmStatus(t *testing.T, b *VMBackend) ApplianceStatus {
 // second connection from the running VM, stops the VM when idle, boots it again for the
 // next connection, and leaves no QEMU behind after Close.
 func TestVMBackend(t *testing.T) {
-	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
+	testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
 	kernel, initrd := vmImage(t)
 	b := NewVMBackend(VMOptions{Logger: testLogger(t), BootTimeout: 90 * time.Second})
 	t.Cleanup(func() { b.Close(context.Background()) })
@@ -203,7 +187,7 @@ func TestVMSummonFromDNS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU three times")
 	}
-	needTool(t, "qemu-system-aarch64", "qemu-system-arm")
+	testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
 	kernel, initrd := vmImage(t)
 	j, err := Start(t.Context(), Config{
 		Names: signpost.Names{Domain: "home.arpa", Appliances: []signpost.Appliance{
@@ -238,7 +222,7 @@ func TestVMAMD64ChoosesAWorkingAccelerator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots an x86-64 guest, ~6 s under TCG")
 	}
-	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	testtool.Path(t, "qemu-system-x86_64", "qemu-system-x86")
 	kernel, initrd := vmImageFor(t, "amd64", gokrazyKernelAMD64)
 	b := NewVMBackend(VMOptions{Logger: testLogger(t), BootTimeout: 120 * time.Second})
 	t.Cleanup(func() { b.Close(context.Background()) })

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // TestMbsync syncs a mailbox both ways with isync's mbsync, a real IMAP client that
 // relies on UIDPLUS, UIDVALIDITY and flag updates.
 func TestMbsync(t *testing.T) {
-	needTool(t, "/usr/bin/mbsync")
+	testtool.File(t, "/usr/bin/mbsync", "isync")
 	f := newFixture(t, fixtureOpts{})
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {

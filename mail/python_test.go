@@ -5,28 +5,19 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // debianPython is Debian's Python (the one on PATH may be another).
 const debianPython = "/usr/bin/python3"
 
-func needTool(t *testing.T, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing: %v", path, err)
-		}
-		t.Skipf("%s missing: %v", path, err)
-	}
-}
-
 func TestPythonImaplib(t *testing.T) {
-	needTool(t, debianPython)
+	testtool.File(t, debianPython, "python3")
 	f := newFixture(t, fixtureOpts{})
 	host, port, _ := net.SplitHostPort(f.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // quietCA opens a CA in dir with a test host name and a discarding logger.
@@ -331,13 +333,7 @@ func TestServerConfigGoClient(t *testing.T) {
 }
 
 func TestServerConfigOpenSSL(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl missing (Debian package openssl)")
-		}
-		t.Skip("openssl missing (Debian package openssl)")
-	}
+	openssl := testtool.Path(t, "openssl", "openssl")
 	dir := t.TempDir()
 	ca := quietCA(t, filepath.Join(dir, "ca"))
 	caFile := filepath.Join(dir, "ca.pem")

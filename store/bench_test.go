@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/store/storebench"
 )
 
@@ -27,7 +28,7 @@ func BenchmarkDurableWrites(b *testing.B) {
 
 // BenchmarkGitFastImport measures git fast-import making commits of one blob each.
 func BenchmarkGitFastImport(b *testing.B) {
-	needGit(b)
+	testtool.Path(b, "git", "git")
 	rate, err := storebench.GitFastImport(context.Background(), filepath.Join(b.TempDir(), "fi.git"), b.N)
 	if err != nil {
 		b.Fatal(err)
@@ -39,7 +40,7 @@ func BenchmarkGitFastImport(b *testing.B) {
 // commits (made with git fast-import; the store indexes them when it opens the repo).
 // Target: at most 5 ms an op.
 func BenchmarkHistory100k(b *testing.B) {
-	needGit(b)
+	testtool.Path(b, "git", "git")
 	const commits, keys = 100_000, 1000
 	ctx := context.Background()
 	r, took, err := storebench.HistoryRepo(ctx, filepath.Join(b.TempDir(), "h.git"), commits, keys)

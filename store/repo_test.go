@@ -16,26 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/store"
 	"github.com/hearth-home/hearth/store/storebench"
 )
 
-// needGit returns the git binary, failing in CI (which installs it) and skipping elsewhere.
-func needGit(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("git")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("git is not installed, and CI must have it")
-		}
-		t.Skip("git not installed")
-	}
-	return p
-}
-
 func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(needGit(t), args...)
+	cmd := exec.Command(testtool.Path(t, "git", "git"), args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir(),
 		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
@@ -143,7 +131,7 @@ func TestWatchSeesGitCLICommit(t *testing.T) {
 }
 
 func mktree(t *testing.T, dir, spec string) string {
-	cmd := exec.Command(needGit(t), "mktree")
+	cmd := exec.Command(testtool.Path(t, "git", "git"), "mktree")
 	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(spec)
 	out, err := cmd.Output()
@@ -319,7 +307,7 @@ func startChild(t *testing.T, dir string, env ...string) (*exec.Cmd, *bufio.Scan
 // TestCrashKeepsAcknowledgedWrites kills a writing child with SIGKILL at a random moment,
 // several times, and checks every write it acknowledged is there and git fsck is clean.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	needGit(t)
+	testtool.Path(t, "git", "git")
 	dir := filepath.Join(t.TempDir(), "crash.git")
 	r, err := store.Init(dir, nil)
 	if err != nil {
@@ -471,7 +459,7 @@ func TestLostPackIndexRebuilt(t *testing.T) {
 // (the index catches up in the background), commits on top at once, and gets both the
 // outside and the new history right.
 func TestOpenWithOutsideHistory(t *testing.T) {
-	needGit(t)
+	testtool.Path(t, "git", "git")
 	ctx := context.Background()
 	r, _, err := storebench.HistoryRepo(ctx, filepath.Join(t.TempDir(), "h.git"), 2000, 100)
 	if err != nil {

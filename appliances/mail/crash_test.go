@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -11,25 +10,13 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
-
-// needTool finds a Debian tool, failing under CI=true and skipping elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing: apt-get install %s", name, pkg)
-		}
-		t.Skipf("%s missing: apt-get install %s", name, pkg)
-	}
-	return p
-}
 
 // TestCrashKeepsAcknowledgedAppends kills the appliance with SIGKILL while 8 clients
 // APPEND; after a restart every APPEND that got its tagged OK is there, byte for byte.
 func TestCrashKeepsAcknowledgedAppends(t *testing.T) {
-	git := needTool(t, "git", "git")
+	git := testtool.Path(t, "git", "git")
 	data := dataWithUser(t)
 	addr := freeAddr(t)
 	p := startProc(t, []string{"-data", data, "-imap", addr}, nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/mail/migrate"
 )
 
@@ -101,7 +102,7 @@ func runMbsync(t *testing.T, mbsync, cfg, channel string) {
 // it into a fresh Maildir, and checks the messages and flags came through; then it changes
 // flags on the pulled side and checks they reach the first side.
 func TestMbsyncBothWays(t *testing.T) {
-	mbsync := needTool(t, "mbsync", "isync")
+	mbsync := testtool.Path(t, "mbsync", "isync")
 	data := dataWithUser(t)
 	addr := freeAddr(t)
 	startProc(t, []string{"-data", data, "-imap", addr}, nil)

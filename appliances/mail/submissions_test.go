@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/signpost"
 	"github.com/hearth-home/hearth/store"
 )
@@ -112,7 +113,7 @@ func TestSubmissionsSocketActivated(t *testing.T) {
 	c.Quit()
 
 	// swaks with --tls-on-connect.
-	bin := needTool(t, "swaks", "swaks")
+	bin := testtool.Path(t, "swaks", "swaks")
 	h, p, _ := net.SplitHostPort(subsAddr)
 	out, err := swaksRun(bin, "--server", h, "--port", p, "--tls-on-connect", "-a", "PLAIN",
 		"--auth-user", "alice", "--auth-password", alicePassword, "--from", "alice@home.arpa",

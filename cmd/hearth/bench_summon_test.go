@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // TestBenchSummon runs "hearth bench summon" with a few runs (the test appliance and jitsu
@@ -33,12 +33,7 @@ func TestBenchSummon(t *testing.T) {
 
 // TestBenchSummonVM adds one microVM summon (QEMU, arm64 guest) to the table.
 func TestBenchSummonVM(t *testing.T) {
-	if _, err := exec.LookPath("qemu-system-aarch64"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-system-aarch64 is missing (Debian package qemu-system-arm)")
-		}
-		t.Skip("qemu-system-aarch64 is not installed (qemu-system-arm)")
-	}
+	testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
 	t.Chdir("../..")
 	code, out, errOut := runCmd(t, "", "bench", "summon", "-runs", "1", "-vm", "1")
 	if code != 0 {

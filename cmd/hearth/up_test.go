@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's logger and the test at once.
@@ -112,14 +114,9 @@ func (u *upServer) stop() (int, string) {
 // dig runs the real dig against the running jitsu and returns its short answer.
 func dig(t *testing.T, dnsAddr string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("dig"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dig is missing (Debian package bind9-dnsutils)")
-		}
-		t.Skip("dig is not installed (bind9-dnsutils)")
-	}
+	digBin := testtool.Path(t, "dig", "bind9-dnsutils")
 	host, port, _ := net.SplitHostPort(dnsAddr)
-	out, err := exec.Command("dig", append([]string{"@" + host, "-p", port, "+short", "+time=5", "+tries=1"}, args...)...).CombinedOutput()
+	out, err := exec.Command(digBin, append([]string{"@" + host, "-p", port, "+short", "+time=5", "+tries=1"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %v: %v\n%s", args, err, out)
 	}
@@ -304,12 +301,7 @@ func TestUp(t *testing.T) {
 		t.Fatalf("repositories after create: %s", body)
 	}
 	t.Run("git clone", func(t *testing.T) {
-		if _, err := exec.LookPath("git"); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("git is missing")
-			}
-			t.Skip("git is not installed (test.sh installs it)")
-		}
+		testtool.Path(t, "git", "git")
 		dir := filepath.Join(t.TempDir(), "notes")
 		url := strings.Replace(u.base, "http://", "http://admin:"+u.password+"@", 1) + "/admin/notes.git"
 		cmd := exec.Command("git", "clone", "-q", url, dir)
@@ -489,22 +481,6 @@ func TestApplianceBinaries(t *testing.T) {
 	}
 }
 
-// needTool returns the path of a Debian tool; it fails the test in CI when the tool is
-// missing and skips it elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/" + name, name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (Debian package %s)", name, pkg)
-	}
-	t.Skipf("%s is not installed (Debian package %s)", name, pkg)
-	return ""
-}
-
 var (
 	welcomeIncoming = regexp.MustCompile(`^  incoming +IMAP +server (\S+) +port (\d+) +SSL/TLS +Normal password +username (\S+)$`)
 	welcomeOutgoing = regexp.MustCompile(`^  outgoing +SMTP +server (\S+) +port (\d+) +(SSL/TLS|STARTTLS) +Normal password +username (\S+)$`)
@@ -542,8 +518,8 @@ func TestUpClientSettings(t *testing.T) {
 	}
 
 	t.Run("swaks and mbsync", func(t *testing.T) {
-		swaks := needTool(t, "swaks", "swaks")
-		mbsync := needTool(t, "mbsync", "isync")
+		swaks := testtool.Path(t, "swaks", "swaks")
+		mbsync := testtool.Path(t, "mbsync", "isync")
 		cmd := exec.Command(swaks, "--server", "127.0.0.1", "--port", out[1], "--tls-on-connect",
 			"--auth", "PLAIN", "--auth-user", out[3], "--auth-password", u.password,
 			"--from", "admin@home.arpa", "--to", "admin@home.arpa",
@@ -580,7 +556,7 @@ func TestUpClientSettings(t *testing.T) {
 	})
 
 	t.Run("vdirsyncer", func(t *testing.T) {
-		vds := needTool(t, "vdirsyncer", "vdirsyncer")
+		vds := testtool.Path(t, "vdirsyncer", "vdirsyncer")
 		var snippet []string
 		inSnippet := false
 		for _, l := range lines {

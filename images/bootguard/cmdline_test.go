@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hearth-home/hearth/images/fat32"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 func TestSetRoot(t *testing.T) {
@@ -107,18 +108,6 @@ func hearthBoot(t *testing.T) *memDisk {
 	return d
 }
 
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
-
 func TestRewriteCmdlineHearthFAT32(t *testing.T) {
 	d := hearthBoot(t)
 	got, err := ReadCmdline(d)
@@ -146,11 +135,11 @@ func TestRewriteCmdlineHearthFAT32(t *testing.T) {
 	// The standard tools agree.
 	img := filepath.Join(t.TempDir(), "boot.img")
 	os.WriteFile(img, d.b, 0o644)
-	out, err := exec.Command(needTool(t, "mtype", "mtools"), "-i", img, "::cmdline.txt").CombinedOutput()
+	out, err := exec.Command(testtool.Path(t, "mtype", "mtools"), "-i", img, "::cmdline.txt").CombinedOutput()
 	if err != nil || string(out) != want {
 		t.Fatalf("mtype: %q, %v", out, err)
 	}
-	if out, err := exec.Command(needTool(t, "fsck.vfat", "dosfstools"), "-n", img).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testtool.Path(t, "fsck.vfat", "dosfstools"), "-n", img).CombinedOutput(); err != nil {
 		t.Fatalf("fsck.vfat: %v\n%s", err, out)
 	}
 	// And back.
@@ -163,9 +152,9 @@ func TestRewriteCmdlineHearthFAT32(t *testing.T) {
 }
 
 func TestRewriteCmdlineMkfsFAT(t *testing.T) {
-	mkfs := needTool(t, "mkfs.vfat", "dosfstools")
-	mcopy := needTool(t, "mcopy", "mtools")
-	mtype := needTool(t, "mtype", "mtools")
+	mkfs := testtool.Path(t, "mkfs.vfat", "dosfstools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
+	mtype := testtool.Path(t, "mtype", "mtools")
 	for _, tt := range []struct {
 		name string
 		args []string

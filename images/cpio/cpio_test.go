@@ -15,26 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// tool returns the path of a checking tool: the test fails without it when CI=true and
-// skips otherwise.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} { // not on a user's PATH
-			if _, err := os.Stat(dir + name); err == nil {
-				return dir + name
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 var epoch = time.Date(2026, 11, 1, 12, 30, 44, 0, time.UTC)
 
@@ -162,7 +145,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestCpioExtract(t *testing.T) {
-	cpio := tool(t, "cpio", "cpio")
+	cpio := testtool.Path(t, "cpio", "cpio")
 	dir := t.TempDir()
 	cmd := exec.Command(cpio, "-idm", "--no-absolute-filenames", "--quiet")
 	cmd.Dir = dir

@@ -10,26 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// tool returns the path of a checking tool: the test fails without it when CI=true and
-// skips otherwise.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} { // not on a user's PATH
-			if _, err := os.Stat(dir + name); err == nil {
-				return dir + name
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 // sfdiskJSON is what sfdisk --json prints.
 type sfdiskJSON struct {
@@ -70,8 +53,8 @@ func gptTable() *Table {
 }
 
 func TestSfdisk(t *testing.T) {
-	sfdisk := tool(t, "sfdisk", "fdisk")
-	fdisk := tool(t, "fdisk", "fdisk")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
+	fdisk := testtool.Path(t, "fdisk", "fdisk")
 	for _, tc := range []struct {
 		name  string
 		table *Table

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // memDisk is a disk in memory.
@@ -41,7 +43,7 @@ func boardTable(kind Kind, size int64) *Table {
 // TestGrowLast writes a board image's table, extends the file as an SD card bigger than
 // the image would be, grows the last partition and has sfdisk check the result.
 func TestGrowLast(t *testing.T) {
-	sfdisk := tool(t, "sfdisk", "fdisk")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
 	const image, card = 512 << 20, 512<<20 + 300<<20 + 7*512
 	for _, kind := range []Kind{MBR, GPT} {
 		t.Run(kind.String(), func(t *testing.T) {

@@ -13,15 +13,16 @@ import (
 
 	"github.com/hearth-home/hearth/images/fat32"
 	"github.com/hearth-home/hearth/images/squashfs"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // TestAssembledImage writes a partition table, a FAT32 boot partition and a SquashFS root
 // into one image file through io.NewOffsetWriter, then reads each part with the real tools.
 func TestAssembledImage(t *testing.T) {
-	sfdisk := tool(t, "sfdisk", "fdisk")
-	fsck := tool(t, "fsck.vfat", "dosfstools")
-	mcopy := tool(t, "mcopy", "mtools")
-	unsquashfs := tool(t, "unsquashfs", "squashfs-tools")
+	sfdisk := testtool.Path(t, "sfdisk", "fdisk")
+	fsck := testtool.Path(t, "fsck.vfat", "dosfstools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
+	unsquashfs := testtool.Path(t, "unsquashfs", "squashfs-tools")
 	for _, kind := range []Kind{MBR, GPT} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
 			dir := t.TempDir()

@@ -13,33 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-home/hearth/internal/testtool"
 )
-
-// needTool returns the path of a Debian tool, failing under CI when it is missing.
-func needTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s missing (Debian package %s)", name, pkg)
-	}
-	t.Skipf("%s missing (Debian package %s)", name, pkg)
-	return ""
-}
-
-// needFile returns path, failing under CI (skipping otherwise) when it is missing.
-func needFile(t testing.TB, path, pkg string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s missing (Debian package %s)", path, pkg)
-	}
-	t.Skipf("%s missing (Debian package %s)", path, pkg)
-	return ""
-}
 
 // TestLoaderPE parses the committed loaders as PE files: the right machine, an EFI
 // application, relocatable (firmware loads it anywhere), no imports, its entry point in
@@ -126,11 +102,11 @@ func TestLoaderPE(t *testing.T) {
 // TestLoaderReproducible rebuilds the loaders from loader/loader.c with build.sh (clang and
 // lld-link) and checks that the committed binaries are exactly what the source gives.
 func TestLoaderReproducible(t *testing.T) {
-	clang := needTool(t, "clang", "clang")
-	needTool(t, "lld-link", "lld")
+	clang := testtool.Path(t, "clang", "clang")
+	testtool.Path(t, "lld-link", "lld")
 	version, _ := exec.Command(clang, "--version").Output()
 	version, _, _ = bytes.Cut(version, []byte("\n"))
-	needTool(t, "sh", "dash")
+	testtool.Path(t, "sh", "dash")
 	out := t.TempDir()
 	cmd := exec.Command("sh", "build.sh", out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -161,8 +137,8 @@ type firmware struct {
 
 var firmwares = map[string]firmware{
 	"amd64": {"amd64", "qemu-system-x86_64", "qemu-system-x86", func(t *testing.T) []string {
-		code := needFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")
-		vars, err := os.ReadFile(needFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"))
+		code := testtool.File(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")
+		vars, err := os.ReadFile(testtool.File(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +151,7 @@ var firmwares = map[string]firmware{
 	}},
 	"arm64": {"arm64", "qemu-system-aarch64", "qemu-system-arm", func(t *testing.T) []string {
 		return []string{"-M", "virt", "-cpu", "cortex-a53",
-			"-bios", needFile(t, "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "qemu-efi-aarch64")}
+			"-bios", testtool.File(t, "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "qemu-efi-aarch64")}
 	}},
 }
 
@@ -183,7 +159,7 @@ var firmwares = map[string]firmware{
 // of the directory dir, and waits for console lines containing each of want in turn.
 func bootDir(t *testing.T, fw firmware, dir string, want ...string) {
 	t.Helper()
-	qemu := needTool(t, fw.qemu, fw.qemuPkg)
+	qemu := testtool.Path(t, fw.qemu, fw.qemuPkg)
 	loader, err := Loader(fw.goarch)
 	if err != nil {
 		t.Fatal(err)

@@ -10,26 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// tool returns the path of a checking tool: the test fails without it when CI=true and
-// skips otherwise.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
-			if _, err := os.Stat(dir + name); err == nil {
-				return dir + name
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 var uuid = [16]byte{0x6c, 0x1e, 0x2a, 0x9b, 0x33, 0x41, 0x4c, 0x5d, 0x8e, 0x0f, 0x10, 0x21, 0x32, 0x43, 0x54, 0x65}
 
@@ -54,9 +37,9 @@ func formatOpts(t *testing.T, path string, size int64, opts Options) {
 }
 
 func TestFsck(t *testing.T) {
-	fsck := tool(t, "fsck.ext4", "e2fsprogs")
-	dumpe2fs := tool(t, "dumpe2fs", "e2fsprogs")
-	debugfs := tool(t, "debugfs", "e2fsprogs")
+	fsck := testtool.Path(t, "fsck.ext4", "e2fsprogs")
+	dumpe2fs := testtool.Path(t, "dumpe2fs", "e2fsprogs")
+	debugfs := testtool.Path(t, "debugfs", "e2fsprogs")
 	for _, tc := range []struct {
 		name    string
 		size    int64
@@ -134,8 +117,8 @@ func TestFsck(t *testing.T) {
 // TestZeroOverGarbage formats over a file full of old data: with Zero the journal and the
 // inode tables read as zeros, so nothing old is replayed or taken for an inode.
 func TestZeroOverGarbage(t *testing.T) {
-	fsck := tool(t, "fsck.ext4", "e2fsprogs")
-	debugfs := tool(t, "debugfs", "e2fsprogs")
+	fsck := testtool.Path(t, "fsck.ext4", "e2fsprogs")
+	debugfs := testtool.Path(t, "debugfs", "e2fsprogs")
 	const size = 16 << 20
 	img := filepath.Join(t.TempDir(), "perm.img")
 	if err := os.WriteFile(img, bytes.Repeat([]byte{0xa5}, size), 0o644); err != nil {

@@ -11,26 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// tool returns the path of a checking tool: the test fails without it when CI=true and
-// skips otherwise.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} { // not on a user's PATH
-			if _, err := os.Stat(dir + name); err == nil {
-				return dir + name
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 var epoch = time.Date(2026, 11, 1, 12, 30, 44, 0, time.UTC)
 
@@ -90,10 +73,10 @@ func build(t testing.TB, f *os.File, size int64, files []file) *FS {
 }
 
 func TestFsckAndMtools(t *testing.T) {
-	fsck := tool(t, "fsck.vfat", "dosfstools")
-	mcopy := tool(t, "mcopy", "mtools")
-	mdir := tool(t, "mdir", "mtools")
-	fatlabel := tool(t, "fatlabel", "dosfstools")
+	fsck := testtool.Path(t, "fsck.vfat", "dosfstools")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
+	mdir := testtool.Path(t, "mdir", "mtools")
+	fatlabel := testtool.Path(t, "fatlabel", "dosfstools")
 	files := testFiles()
 	for _, tc := range []struct {
 		name string

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/hearth-home/hearth/images/disk"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // loopDevice attaches a fresh 32 MiB file as a loop device with partition scanning, or
@@ -78,13 +79,7 @@ func TestLoopDevice(t *testing.T) {
 	}
 
 	// A mounted file system on the device: refused by Inspect, and by the kernel too.
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 (e2fsprogs) missing")
-		}
-		t.Skip("mkfs.ext4 (e2fsprogs) missing")
-	}
+	mkfs := testtool.Path(t, "mkfs.ext4", "e2fsprogs")
 	if out, err := exec.Command(mkfs, "-q", "-F", dev).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}

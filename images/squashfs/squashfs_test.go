@@ -13,26 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// tool returns the path of a checking tool: the test fails without it when CI=true and
-// skips otherwise.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} { // not on a user's PATH
-			if _, err := os.Stat(dir + name); err == nil {
-				return dir + name
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing", name, pkg)
-		}
-		t.Skipf("%s (Debian package %s) is missing", name, pkg)
-	}
-	return p
-}
+	"github.com/hearth-home/hearth/internal/testtool"
+)
 
 var epoch = time.Date(2026, 11, 1, 12, 30, 44, 0, time.UTC)
 
@@ -130,7 +113,7 @@ func build(t testing.TB, path string, opts Options, items []item) int64 {
 }
 
 func TestUnsquashfs(t *testing.T) {
-	unsquashfs := tool(t, "unsquashfs", "squashfs-tools")
+	unsquashfs := testtool.Path(t, "unsquashfs", "squashfs-tools")
 	root := os.Geteuid() == 0
 	for _, tc := range []struct {
 		name string

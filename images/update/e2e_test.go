@@ -20,23 +20,10 @@ import (
 
 	"github.com/hearth-home/hearth/images"
 	"github.com/hearth-home/hearth/images/bootguard"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 const e2ePassword = "e2e-password"
-
-func e2eTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	for _, p := range []string{name, "/usr/sbin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s missing (Debian package %s)", name, pkg)
-	}
-	t.Skipf("%s missing (Debian package %s)", name, pkg)
-	return ""
-}
 
 // e2eBuild builds an arm64 board image of the store appliance; safe to call from any
 // goroutine (it returns the error instead of failing the test).
@@ -82,8 +69,8 @@ func freeTCPPort(t *testing.T) int {
 }
 
 func startBoard(t *testing.T, img string, res *images.Result) *board {
-	qemu := e2eTool(t, "qemu-system-aarch64", "qemu-system-arm")
-	mcopy := e2eTool(t, "mcopy", "mtools")
+	qemu := testtool.Path(t, "qemu-system-aarch64", "qemu-system-arm")
+	mcopy := testtool.Path(t, "mcopy", "mtools")
 	b := &board{t: t, img: img, bootOff: res.Partitions[0][0], bootSize: res.Partitions[0][1],
 		gokrazyPort: freeTCPPort(t), appPort: freeTCPPort(t), done: make(chan struct{})}
 	b.kernel = filepath.Join(t.TempDir(), "Image")

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hearth-home/hearth/images/disk"
+	"github.com/hearth-home/hearth/internal/testtool"
 )
 
 // buildImage writes a gokrazy-layout disk (boot, root A, root B, perm) with root in
@@ -52,17 +53,12 @@ func (s *sliceWriter) WriteAt(p []byte, off int64) (int, error) {
 // realSquashFS makes a SquashFS with mksquashfs (a checking tool, tests only).
 func realSquashFS(t *testing.T) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mksquashfs (squashfs-tools) missing")
-		}
-		t.Skip("mksquashfs (squashfs-tools) missing")
-	}
+	mksquashfs := testtool.Path(t, "mksquashfs", "squashfs-tools")
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "src", "etc"), 0o755)
 	os.WriteFile(filepath.Join(dir, "src", "etc", "hostname"), []byte("mail\n"), 0o644)
 	out := filepath.Join(dir, "root.squashfs")
-	cmd := exec.Command("mksquashfs", filepath.Join(dir, "src"), out, "-comp", "gzip", "-noappend", "-no-progress", "-quiet")
+	cmd := exec.Command(mksquashfs, filepath.Join(dir, "src"), out, "-comp", "gzip", "-noappend", "-no-progress", "-quiet")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mksquashfs: %v\n%s", err, b)
 	}

@@ -2,27 +2,13 @@ package delivery
 
 import (
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/store/memstore"
 )
-
-// needSwaks returns swaks's path; it fails the test in CI when swaks (Debian package
-// swaks) is missing and skips it elsewhere.
-func needSwaks(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("swaks")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("swaks is not installed (Debian package swaks)")
-		}
-		t.Skip("swaks is not installed (Debian package swaks)")
-	}
-	return p
-}
 
 func swaks(t *testing.T, bin string, args ...string) (string, error) {
 	t.Helper()
@@ -40,7 +26,7 @@ func hostPort(t *testing.T, addr string) (string, string) {
 }
 
 func TestSwaksSMTPAndLMTP(t *testing.T) {
-	bin := needSwaks(t)
+	bin := testtool.Path(t, "swaks", "swaks")
 	e := newEnv(t, newAccounts(t), Options{Aliases: map[string]string{"postmaster": "bob"}})
 
 	h, p := hostPort(t, e.smtp)
@@ -75,7 +61,7 @@ func TestSwaksSMTPAndLMTP(t *testing.T) {
 }
 
 func TestSwaksSubmissionRelay(t *testing.T) {
-	bin := needSwaks(t)
+	bin := testtool.Path(t, "swaks", "swaks")
 	host := newSmarthost(t, nil, "", "")
 	outbox := memstore.New(nil)
 	e := newEnv(t, newAccounts(t), Options{Smarthost: &Smarthost{Addr: host.addr}, Outbox: outbox})

@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/hearth-home/hearth/internal/testtool"
 	"github.com/hearth-home/hearth/store"
 )
 
@@ -153,25 +154,12 @@ func gitPut(t *testing.T, r *store.Repo, kv ...string) store.Commit {
 	return c
 }
 
-// gitBin returns the git binary: t.Fatal in CI without it, skip elsewhere.
-func gitBin(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("git")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("git is not installed, and CI must have it")
-		}
-		t.Skip("git not installed")
-	}
-	return p
-}
-
 // run runs git in dir with a clean environment and returns its combined output.
 func (s *gitServer) run(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gitBin(t), args...)
+	cmd := exec.CommandContext(ctx, testtool.Path(t, "git", "git"), args...)
 	cmd.Dir = dir
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -248,7 +236,7 @@ func (s *gitServer) head(t *testing.T, name, branch string) store.Hash {
 }
 
 func TestGitCloneFetchPush(t *testing.T) {
-	gitBin(t)
+	testtool.Path(t, "git", "git")
 	s := newGitServer(t)
 	repo := s.repo(t, "alice/notes")
 	gitPut(t, repo, "readme.txt", "hello\n", "notes/a.txt", "first note\n")
@@ -359,7 +347,7 @@ func TestGitCloneFetchPush(t *testing.T) {
 }
 
 func TestGitOtherUsersRepo(t *testing.T) {
-	gitBin(t)
+	testtool.Path(t, "git", "git")
 	s := newGitServer(t)
 	gitPut(t, s.repo(t, "bob/notes"), "secret", "bob's\n")
 	work := t.TempDir()
@@ -398,7 +386,7 @@ func TestGitOtherUsersRepo(t *testing.T) {
 }
 
 func TestGitLargePush(t *testing.T) {
-	gitBin(t)
+	testtool.Path(t, "git", "git")
 	s := newGitServer(t)
 	s.repo(t, "alice/big")
 	work := t.TempDir()
@@ -791,7 +779,7 @@ func TestGitReceivePackCommands(t *testing.T) {
 }
 
 func TestGitShallowRefused(t *testing.T) {
-	gitBin(t)
+	testtool.Path(t, "git", "git")
 	s := newGitServer(t)
 	gitPut(t, s.repo(t, "alice/notes"), "a", "1")
 	work := t.TempDir()
