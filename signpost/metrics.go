@@ -232,12 +232,10 @@ func (h *countingHandler) WithGroup(name string) slog.Handler {
 // MetricsListener listens on addr for a /metrics endpoint, which must be a loopback
 // address: the metrics are served without credentials.
 func MetricsListener(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("signpost: metrics address %q: %w", addr, err)
 	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !IsLoopbackAddr(addr) {
 		return nil, fmt.Errorf("signpost: metrics address %q: must be a loopback address (metrics are served without credentials)", addr)
 	}
 	ln, err := net.Listen("tcp", addr)

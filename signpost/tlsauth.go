@@ -23,15 +23,20 @@ func PlaintextAuthAllowed(remote net.Addr, isTLS bool) bool {
 	case nil:
 		return false
 	default:
-		return loopbackHostPort(a.String())
+		return IsLoopbackAddr(a.String())
 	}
 }
 
-// loopbackHostPort reports whether "host:port" (or a bare host) names a loopback address.
-func loopbackHostPort(s string) bool {
-	host, _, err := net.SplitHostPort(s)
+// IsLoopbackAddr reports whether addr, "host:port" or a bare host, names a loopback
+// address (an IP address, or "localhost"): where plain HTTP and unauthenticated endpoints
+// may listen.
+func IsLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = s
+		host = addr
+	}
+	if host == "localhost" {
+		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
@@ -45,7 +50,7 @@ func loopbackHostPort(s string) bool {
 // the port to point the client to (0: the default, 443).
 func RequireTLS(h http.Handler, httpsPort int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil || r.Header.Get("Authorization") == "" || loopbackHostPort(r.RemoteAddr) || OverTrustedTransport(r.Context()) {
+		if r.TLS != nil || r.Header.Get("Authorization") == "" || IsLoopbackAddr(r.RemoteAddr) || OverTrustedTransport(r.Context()) {
 			h.ServeHTTP(w, r)
 			return
 		}

@@ -104,3 +104,27 @@ func TestRequireTLSLoopbackSocket(t *testing.T) {
 		t.Fatalf("loopback request with credentials: %d %q", resp.StatusCode, b)
 	}
 }
+
+func TestIsLoopbackAddr(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:8443", true},
+		{"127.1.2.3:80", true},
+		{"[::1]:8443", true},
+		{"localhost:9000", true},
+		{"127.0.0.1", true},
+		{"::1", true},
+		{"0.0.0.0:8443", false},
+		{"192.168.1.10:8443", false},
+		{"[::]:80", false},
+		{"example.org:80", false},
+		{":8443", false},
+		{"", false},
+	} {
+		if got := IsLoopbackAddr(tc.addr); got != tc.want {
+			t.Errorf("IsLoopbackAddr(%q) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}

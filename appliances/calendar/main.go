@@ -91,13 +91,11 @@ func (c config) check(args []string) error {
 		return errors.New("-insecure-loopback needs -listen with a loopback address")
 	}
 	if c.insecure {
-		host, _, err := net.SplitHostPort(c.listen)
-		if err != nil {
+		if _, _, err := net.SplitHostPort(c.listen); err != nil {
 			return fmt.Errorf("-listen %q: %w", c.listen, err)
 		}
-		ip := net.ParseIP(host)
-		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("-insecure-loopback: %q is not a loopback address", host)
+		if !signpost.IsLoopbackAddr(c.listen) {
+			return fmt.Errorf("-insecure-loopback: %q is not a loopback address", c.listen)
 		}
 	}
 	return nil

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "contacts: unexpected arguments %q\n", fs.Args())
 		return 2
-	case c.insecure && !isLoopback(c.listen):
+	case c.insecure && !signpost.IsLoopbackAddr(c.listen):
 		fmt.Fprintf(stderr, "contacts: -insecure-loopback needs a loopback -listen address, not %q\n", c.listen)
 		return 2
 	}
@@ -87,18 +86,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	return 0
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // serve runs the appliance until ctx ends, serving fails or it has been idle.

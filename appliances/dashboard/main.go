@@ -24,7 +24,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case fl.NArg() > 0:
 		fmt.Fprintf(stderr, "dashboard: unexpected arguments %q\n", fl.Args())
 		return 2
-	case c.insecure && !isLoopback(c.listen):
+	case c.insecure && !signpost.IsLoopbackAddr(c.listen):
 		fmt.Fprintf(stderr, "dashboard: -insecure-loopback needs a loopback -listen address, not %q\n", c.listen)
 		return 2
 	case c.jitsuStatus != "" && !strings.HasPrefix(c.jitsuStatus, "http://") && !strings.HasPrefix(c.jitsuStatus, "https://"):
@@ -107,18 +106,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	return 0
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // readToken reads the jitsu token file; a missing file is no token.
