@@ -521,9 +521,12 @@ func TestUpClientSettings(t *testing.T) {
 		swaks := testtool.Path(t, "swaks", "swaks")
 		mbsync := testtool.Path(t, "mbsync", "isync")
 		cmd := exec.Command(swaks, "--server", "127.0.0.1", "--port", out[1], "--tls-on-connect",
-			"--auth", "PLAIN", "--auth-user", out[3], "--auth-password", u.password,
+			"--auth", "PLAIN", "--auth-user", out[3],
 			"--from", "admin@home.arpa", "--to", "admin@home.arpa",
 			"--header", "Subject: hello from the welcome", "--body", "typed as printed")
+		// swaks prompts for the password and reads it from stdin: a generated password may
+		// begin with "-", which swaks would take for an option on its command line.
+		cmd.Stdin = strings.NewReader(u.password + "\n")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("swaks: %v\n%s\nstderr:\n%s", err, b, u.stderr)
 		}
